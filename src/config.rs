@@ -1,0 +1,200 @@
+//! Layered settings: embedded `config/default.toml` < `--config FILE` < `ROLLCALL_*` env < flags.
+//!
+//! [`load`] takes the environment as a map so tests never mutate the process environment, and
+//! every failure is a [`ConfigError`] that names the offending key.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The defaults, compiled into the binary so a bare `rollcall serve` needs no files.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override settings (`ROLLCALL_PORT`, ...).
+pub const ENV_PREFIX: &str = "ROLLCALL";
+
+/// Every setting of a node. Documented key by key in `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[allow(missing_docs)] // each field is documented in config/default.toml, the single source
+pub struct Settings {
+    pub bind: String,
+    pub port: u16,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub redis_timeout_ms: u64,
+    pub node_id: String,
+    pub cors_origins: Vec<String>,
+    pub emit_interval_ms: u64,
+    pub max_fanout_per_sec: u64,
+    pub flush_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub node_ttl_ms: u64,
+    pub max_connections: usize,
+    pub max_payload: u64,
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    pub client_bundle_dir: PathBuf,
+    pub client_version: String,
+    pub shutdown_grace_ms: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub otlp_endpoint: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Settings given as command-line flags: the top layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config FILE`: a TOML file layered between the defaults and the environment.
+    pub config_file: Option<PathBuf>,
+    /// `--bind`.
+    pub bind: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--redis-url`.
+    pub redis_url: Option<String>,
+    /// `--node-id`.
+    pub node_id: Option<String>,
+}
+
+/// Why settings could not be loaded. The message always names the key or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type.
+    #[error("configuration error: {0}")]
+    Source(#[from] config::ConfigError),
+    /// A value has the right type but is not usable.
+    #[error("configuration error: key `{key}`: {problem}")]
+    Invalid {
+        /// The setting's key, as in `config/default.toml`.
+        key: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
+}
+
+impl Settings {
+    /// Standalone mode when no Redis URL is set.
+    pub fn redis_url(&self) -> Option<&str> {
+        Some(self.redis_url.trim()).filter(|url| !url.is_empty())
+    }
+
+    /// The configured node id, or `<hostname>-<pid>` when empty.
+    pub fn node_id_or_default(&self) -> String {
+        if !self.node_id.trim().is_empty() {
+            return self.node_id.trim().to_owned();
+        }
+        let host =
+            hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "node".to_owned());
+        format!("{host}-{}", std::process::id())
+    }
+
+    /// Helper: a `*_ms` setting as a [`Duration`].
+    pub fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+}
+
+/// Loads settings from every layer. `env` is the process environment (or a test's map).
+pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    if let Some(path) = &overrides.config_file {
+        builder = builder.add_source(file_source(path)?);
+    }
+    let env_map: config::Map<String, String> = env
+        .iter()
+        .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    builder = builder.add_source(
+        Environment::with_prefix(ENV_PREFIX)
+            .source(Some(env_map))
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("cors_origins"),
+    );
+    builder = builder
+        .set_override_option("bind", overrides.bind.clone())?
+        .set_override_option("port", overrides.port.map(i64::from))?
+        .set_override_option("redis_url", overrides.redis_url.clone())?
+        .set_override_option("node_id", overrides.node_id.clone())?;
+    let mut settings: Settings = builder.build()?.try_deserialize()?;
+    // `try_parsing` turns an all-digit id into a number and back; keep what the user typed.
+    settings.node_id = settings.node_id.trim().to_owned();
+    validate(&settings)?;
+    Ok(settings)
+}
+
+fn file_source(path: &Path) -> Result<File<config::FileSourceFile, FileFormat>, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::Invalid {
+            key: "--config",
+            problem: format!("{} is not a readable file", path.display()),
+        });
+    }
+    Ok(File::from(path).format(FileFormat::Toml).required(true))
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, problem: problem.into() }
+}
+
+fn validate(s: &Settings) -> Result<(), ConfigError> {
+    s.bind.parse::<IpAddr>().map_err(|_| invalid("bind", format!("{:?} is not an IP address", s.bind)))?;
+    if let Some(url) = s.redis_url() {
+        redis::parse_redis_url(url)
+            .ok_or_else(|| invalid("redis_url", format!("{url:?} is not a redis:// URL")))?;
+    }
+    let positive = [
+        ("redis_timeout_ms", s.redis_timeout_ms),
+        ("emit_interval_ms", s.emit_interval_ms),
+        ("max_fanout_per_sec", s.max_fanout_per_sec),
+        ("flush_interval_ms", s.flush_interval_ms),
+        ("heartbeat_interval_ms", s.heartbeat_interval_ms),
+        ("node_ttl_ms", s.node_ttl_ms),
+        ("max_payload", s.max_payload),
+        ("ping_interval_ms", s.ping_interval_ms),
+        ("ping_timeout_ms", s.ping_timeout_ms),
+        ("shutdown_grace_ms", s.shutdown_grace_ms),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            return Err(invalid(key, "must be greater than 0"));
+        }
+    }
+    if s.max_connections == 0 {
+        return Err(invalid("max_connections", "must be greater than 0"));
+    }
+    if s.node_ttl_ms <= s.heartbeat_interval_ms * 2 {
+        return Err(invalid(
+            "node_ttl_ms",
+            format!(
+                "must be more than twice heartbeat_interval_ms ({}), or live nodes get reaped",
+                s.heartbeat_interval_ms
+            ),
+        ));
+    }
+    if s.redis_prefix.is_empty() || s.redis_prefix.contains(['{', '}', ' ']) {
+        return Err(invalid("redis_prefix", "must be non-empty, without braces or spaces"));
+    }
+    if s.node_id.contains(char::is_whitespace) {
+        return Err(invalid("node_id", "must not contain whitespace"));
+    }
+    if s.cors_origins.is_empty() {
+        return Err(invalid("cors_origins", "list at least one origin, or \"*\""));
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Prometheus metrics of one node, served at `/metrics` (names are listed in the README).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Label of the Redis metrics: which operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    /// `write_share`, `deregister`, `nodes`, `subscribe`.
+    pub operation: &'static str,
+}
+
+/// Label of refused connections: why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `max_connections`, `draining`.
+    pub reason: &'static str,
+}
+
+/// Every metric a node exports. Cheap to update from any task.
+#[allow(missing_docs)] // each field's help text is registered in `Metrics::new`
+pub struct Metrics {
+    registry: Registry,
+    pub local_connections: Gauge,
+    pub cluster_users: Gauge,
+    pub connects: Counter,
+    pub disconnects: Counter,
+    pub refresh_emits: Counter,
+    pub refresh_messages: Counter,
+    pub redis_duration: Family<OperationLabel, Histogram>,
+    pub redis_errors: Family<OperationLabel, Counter>,
+    pub nodes_alive: Gauge,
+    pub nodes_reaped: Counter,
+    pub reseeds: Counter,
+    pub degraded: Gauge,
+    pub refused: Family<ReasonLabel, Counter>,
+    pub bad_announcements: Counter,
+    pub stale_announcements: Counter<u64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Registers every metric under the `rollcall_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rollcall");
+        let m = Self {
+            local_connections: Gauge::default(),
+            cluster_users: Gauge::default(),
+            connects: Counter::default(),
+            disconnects: Counter::default(),
+            refresh_emits: Counter::default(),
+            refresh_messages: Counter::default(),
+            redis_duration: Family::new_with_constructor(|| {
+                Histogram::new([0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0])
+            }),
+            redis_errors: Family::default(),
+            nodes_alive: Gauge::default(),
+            nodes_reaped: Counter::default(),
+            reseeds: Counter::default(),
+            degraded: Gauge::default(),
+            refused: Family::default(),
+            bad_announcements: Counter::default(),
+            stale_announcements: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("local_connections", "Sockets connected to this node", m.local_connections.clone());
+        r.register("cluster_users", "Cluster-wide user count this node shows", m.cluster_users.clone());
+        r.register("connects", "Sockets that connected to this node", m.connects.clone());
+        r.register("disconnects", "Sockets that left this node", m.disconnects.clone());
+        r.register("refresh_emits", "Broadcasts of `refresh users` by this node", m.refresh_emits.clone());
+        r.register(
+            "refresh_messages",
+            "`refresh users` messages sent to clients",
+            m.refresh_messages.clone(),
+        );
+        r.register_with_unit(
+            "redis_command_duration",
+            "Latency of Redis operations",
+            Unit::Seconds,
+            m.redis_duration.clone(),
+        );
+        r.register("redis_errors", "Failed Redis operations", m.redis_errors.clone());
+        r.register("nodes_alive", "Live nodes in the cluster, as last read", m.nodes_alive.clone());
+        r.register(
+            "dead_nodes_reaped",
+            "Expired nodes whose users this node removed",
+            m.nodes_reaped.clone(),
+        );
+        r.register(
+            "reseeds",
+            "Times this node put its share back (Redis lost it, or it was reaped)",
+            m.reseeds.clone(),
+        );
+        r.register("degraded", "1 while this node cannot reach Redis", m.degraded.clone());
+        r.register("connections_refused", "Connections refused by limits", m.refused.clone());
+        r.register(
+            "bad_announcements",
+            "Messages on the update channel that did not parse",
+            m.bad_announcements.clone(),
+        );
+        r.register(
+            "stale_announcements",
+            "Announcements dropped as older than the shown total",
+            m.stale_announcements.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Records one Redis operation's latency, and its failure if it failed.
+    pub fn observe_redis(&self, operation: &'static str, took: Duration, ok: bool) {
+        let label = OperationLabel { operation };
+        self.redis_duration.get_or_create(&label).observe(took.as_secs_f64());
+        if !ok {
+            self.redis_errors.get_or_create(&label).inc();
+        }
+    }
+
+    /// Counts a refused connection.
+    pub fn refuse(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

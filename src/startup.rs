@@ -1,0 +1,167 @@
+//! Building a node ([`App::build`]) and running it until a shutdown future resolves
+//! ([`App::run_until`]). `main` and the tests use exactly these two calls.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method};
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::bundle::ClientBundle;
+use crate::config::Settings;
+use crate::coordinator::{Coordinator, Timing};
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::presence::{MemoryBackend, PresenceBackend, RedisBackend, RedisOptions};
+use crate::sockets::{self, SocketIoFanout};
+
+/// A node, bound to its port and ready to run.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    io: SocketIo,
+    coordinator: Coordinator,
+    draining: Arc<AtomicBool>,
+    node_id: String,
+    shutdown_grace: Duration,
+}
+
+impl App {
+    /// Binds the listener (port 0 picks a free port) and wires every part of the node.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let node_id = settings.node_id_or_default();
+        let backend = backend_from(settings, metrics.clone())?;
+        let (socket_io_svc, io) = socket_io(settings).build_svc();
+        let open_sockets = Arc::new(AtomicUsize::new(0));
+        let timing = Timing {
+            flush_interval: Settings::ms(settings.flush_interval_ms),
+            emit_interval: Settings::ms(settings.emit_interval_ms),
+            max_fanout_per_sec: settings.max_fanout_per_sec,
+            heartbeat_interval: Settings::ms(settings.heartbeat_interval_ms),
+        };
+        let fanout = Arc::new(SocketIoFanout(io.clone()));
+        let (coordinator, commands, view) =
+            Coordinator::new(node_id.clone(), backend.clone(), fanout, metrics.clone(), timing);
+        sockets::register(&io, commands, open_sockets.clone());
+        let draining = Arc::new(AtomicBool::new(false));
+        let state = HttpState {
+            node_id: node_id.as_str().into(),
+            view,
+            draining: draining.clone(),
+            open_sockets,
+            max_connections: settings.max_connections,
+            backend,
+            metrics,
+            bundle: ClientBundle::load(&settings.client_bundle_dir, &settings.client_version),
+        };
+        let router = http::routes(state.clone())
+            .route_service("/socket.io/", socket_io_svc)
+            .layer(axum::middleware::from_fn_with_state(state, http::admission))
+            .layer(cors(&settings.cors_origins)?);
+        let ip: IpAddr = settings.bind.parse()?;
+        let listener = TcpListener::bind(SocketAddr::new(ip, settings.port))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", settings.bind, settings.port))?;
+        Ok(Self {
+            listener,
+            router,
+            io,
+            coordinator,
+            draining,
+            node_id,
+            shutdown_grace: Settings::ms(settings.shutdown_grace_ms),
+        })
+    }
+
+    /// The port the node listens on.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |addr| addr.port())
+    }
+
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Serves until `shutdown` resolves, then drains within the shutdown grace period:
+    /// readiness fails, the listener stops, this node's share leaves the count in one step,
+    /// and local clients are disconnected so they reconnect to another node.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self { listener, router, io, coordinator, draining, node_id, shutdown_grace } = self;
+        tracing::info!(node = %node_id, addr = %listener.local_addr()?, "serving");
+        let stop_accepting = CancellationToken::new();
+        let stop_counting = CancellationToken::new();
+        let server =
+            axum::serve(listener, router).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let server = tokio::spawn(server.into_future());
+        let counting = tokio::spawn(coordinator.run(stop_counting.clone()));
+        shutdown.await;
+        draining.store(true, Ordering::Relaxed);
+        tracing::info!(node = %node_id, grace = ?shutdown_grace, "draining");
+        let drain = async {
+            stop_accepting.cancel();
+            stop_counting.cancel();
+            let _ = counting.await;
+            io.close().await;
+            let _ = server.await;
+        };
+        if tokio::time::timeout(shutdown_grace, drain).await.is_err() {
+            tracing::warn!(node = %node_id, "shutdown grace period expired; exiting anyway");
+        }
+        tracing::info!(node = %node_id, "stopped");
+        Ok(())
+    }
+}
+
+/// The one place the backend is chosen.
+fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn PresenceBackend>> {
+    Ok(match settings.redis_url() {
+        None => Arc::new(MemoryBackend::new()),
+        Some(url) => Arc::new(RedisBackend::new(
+            RedisOptions {
+                url: url.to_owned(),
+                prefix: settings.redis_prefix.clone(),
+                timeout: Settings::ms(settings.redis_timeout_ms),
+                node_ttl: Settings::ms(settings.node_ttl_ms),
+            },
+            metrics,
+        )?),
+    })
+}
+
+fn socket_io(settings: &Settings) -> socketioxide::SocketIoBuilder {
+    SocketIo::builder()
+        .max_payload(settings.max_payload)
+        .max_buffer_size(64)
+        .ping_interval(Settings::ms(settings.ping_interval_ms))
+        .ping_timeout(Settings::ms(settings.ping_timeout_ms))
+        .connect_timeout(Duration::from_secs(10))
+}
+
+fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let list = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| {
+                    anyhow::anyhow!("configuration error: key `cors_origins`: {o:?} is not a valid origin")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(list)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([axum::http::header::CONTENT_TYPE]))
+}

@@ -1,0 +1,156 @@
+//! The number a node shows, as pure state: no sockets, no Redis, no clock.
+//!
+//! The node shows `cluster total - this node's share as counted in that total + local sockets`.
+//! So a newcomer sees itself at once, a node cut off from Redis keeps adjusting the last total it
+//! knew by its own joins and leaves, and once the node's write lands the two terms cancel out.
+
+use crate::presence::Snapshot;
+
+/// One node's view of the count.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Sockets connected to this node right now.
+    local: i64,
+    /// The newest announced total this node has accepted.
+    cluster: Option<Snapshot>,
+    /// This node's share as included in `cluster`.
+    share_in_cluster: i64,
+    /// The share the backend last acknowledged, if any write succeeded.
+    written: Option<i64>,
+}
+
+impl Tally {
+    /// A node with no sockets that has heard nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A socket connected here.
+    pub fn join(&mut self) {
+        self.local += 1;
+    }
+
+    /// A socket left this node.
+    pub fn leave(&mut self) {
+        self.local -= 1;
+    }
+
+    /// Sockets on this node.
+    pub fn local(&self) -> i64 {
+        self.local
+    }
+
+    /// The version of the newest total accepted, 0 before any.
+    pub fn version(&self) -> u64 {
+        self.cluster.map_or(0, |s| s.version)
+    }
+
+    /// What clients of this node should see now.
+    pub fn displayed(&self) -> i64 {
+        let cluster = self.cluster.map_or(0, |s| s.total);
+        (cluster - self.share_in_cluster + self.local).max(self.local)
+    }
+
+    /// True when the backend does not hold this node's current share.
+    pub fn needs_write(&self) -> bool {
+        self.written != Some(self.local)
+    }
+
+    /// An announcement arrived. Returns false (and changes nothing) if it is not newer than
+    /// what this node already shows: publish order is mutation order, so older means stale.
+    pub fn observe(&mut self, snapshot: Snapshot) -> bool {
+        if self.cluster.is_some_and(|c| snapshot.version <= c.version) {
+            return false;
+        }
+        self.cluster = Some(snapshot);
+        true
+    }
+
+    /// This node's write of `share` succeeded and the backend then held `snapshot`.
+    ///
+    /// Any total announced after the write includes the written share, so the share counted in
+    /// the shown total is `share` whether or not `snapshot` itself is newer than what is shown.
+    pub fn written(&mut self, share: i64, snapshot: Snapshot) {
+        self.observe(snapshot);
+        self.share_in_cluster = share;
+        self.written = Some(share);
+    }
+
+    /// The backend may have lost or reaped our share: force the next write.
+    pub fn forget_written(&mut self) {
+        self.written = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(total: i64, version: u64) -> Snapshot {
+        Snapshot { total, version }
+    }
+
+    #[test]
+    fn a_newcomer_sees_itself_before_the_write_lands() {
+        let mut tally = Tally::new();
+        tally.written(0, snap(7, 3));
+        tally.join();
+        assert_eq!(tally.displayed(), 8);
+        assert!(tally.needs_write());
+        tally.written(1, snap(8, 4));
+        assert_eq!(tally.displayed(), 8);
+        assert!(!tally.needs_write());
+    }
+
+    #[test]
+    fn older_announcements_are_dropped() {
+        let mut tally = Tally::new();
+        assert!(tally.observe(snap(5, 10)));
+        assert!(!tally.observe(snap(4, 9)));
+        assert!(!tally.observe(snap(4, 10)));
+        assert_eq!(tally.displayed(), 5);
+        assert!(tally.observe(snap(6, 11)));
+        assert_eq!(tally.displayed(), 6);
+    }
+
+    #[test]
+    fn a_late_write_reply_still_updates_the_share() {
+        let mut tally = Tally::new();
+        tally.written(0, snap(10, 1));
+        tally.join();
+        tally.join();
+        // Another node's announcement (v3) that already includes our write (v2) arrives first.
+        assert!(tally.observe(snap(13, 3)));
+        tally.written(2, snap(12, 2));
+        assert_eq!(tally.displayed(), 13);
+    }
+
+    #[test]
+    fn cut_off_from_the_backend_local_changes_still_show() {
+        let mut tally = Tally::new();
+        tally.written(3, snap(30, 5));
+        tally.leave();
+        tally.leave();
+        tally.join();
+        assert_eq!(tally.displayed(), 29);
+    }
+
+    #[test]
+    fn join_then_leave_nets_out() {
+        let mut tally = Tally::new();
+        tally.written(0, snap(4, 1));
+        tally.join();
+        tally.leave();
+        assert!(!tally.needs_write());
+        assert_eq!(tally.displayed(), 4);
+    }
+
+    #[test]
+    fn never_shows_fewer_than_its_own_sockets() {
+        let mut tally = Tally::new();
+        tally.written(0, snap(0, 1));
+        tally.join();
+        assert!(tally.observe(snap(0, 2)));
+        assert_eq!(tally.displayed(), 1);
+    }
+}
