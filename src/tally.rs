@@ -128,6 +128,9 @@ mod tests {
     #[test]
     fn cut_off_from_the_backend_local_changes_still_show() {
         let mut tally = Tally::new();
+        for _ in 0..3 {
+            tally.join();
+        }
         tally.written(3, snap(30, 5));
         tally.leave();
         tally.leave();

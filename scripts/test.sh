@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite. On a fresh Debian/Ubuntu machine with Rust it first installs what is
+# missing (redis-server, chromium, haproxy, Node.js, the npm test clients), then runs:
+#   1. cargo test              (unit tests + the integration binary tests/it: real redis-server,
+#                               real nodes, a real Rust Socket.IO client)
+#   2. node --test tests/e2e   (the official socket.io-client and headless Chromium, end to end)
+#   3. scripts/validate-deploy.sh (Dockerfile, compose, k8s and load-balancer configs, offline)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+say "npm test clients (tests/e2e)"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
+say "cargo test"
+cargo build --locked --bins
+cargo test --locked
+
+say "end to end: official socket.io-client and Chromium"
+export ROLLCALL_BIN="$PWD/target/debug/rollcall"
+node --test --test-concurrency=1 tests/e2e/
+
+if [ -x scripts/validate-deploy.sh ]; then
+  say "deploy files, validated offline"
+  scripts/validate-deploy.sh
+fi
+say "all tests passed"

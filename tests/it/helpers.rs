@@ -1,0 +1,346 @@
+//! Test helpers: a real `redis-server` on a free port, nodes in this process or as child
+//! processes, real Socket.IO clients, and `eventually` (wait for a condition with a deadline).
+
+#![allow(dead_code)] // each test module uses a different subset
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use rollcall::config::{self, Overrides};
+use rollcall::startup::App;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Payload, TransportType};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Default deadline for convergence checks.
+pub const CONVERGE: Duration = Duration::from_secs(15);
+
+/// A port nobody listens on right now (never 6379: the OS hands out ephemeral ports).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A key prefix no other test uses, so tests can share nothing by accident.
+pub fn unique_prefix(test: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("t{}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed), test)
+}
+
+/// Polls `condition` until it holds; panics with `what` and the time waited if it never does.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `redis-server` child process on a free loopback port, killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts an empty server without persistence and waits until it answers PING.
+    pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    /// Starts on a given port (to restart "the same" Redis after a crash).
+    pub async fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed (the test script installs it)");
+        let server = Self { child: Some(child), port };
+        let client = redis::Client::open(server.url()).expect("redis url");
+        eventually("redis-server answers PING", Duration::from_secs(10), || {
+            let client = client.clone();
+            async move {
+                match client.get_multiplexed_async_connection().await {
+                    Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs one command and returns its reply.
+    pub async fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect to test redis");
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut conn).await.expect("redis command")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// Environment for a node: fast test timings, loopback, the given Redis and prefix.
+pub fn node_env(redis: Option<&str>, prefix: &str, node_id: &str) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [
+        ("ROLLCALL_BIND", "127.0.0.1"),
+        ("ROLLCALL_LOG_LEVEL", "warn"),
+        ("ROLLCALL_REDIS_PREFIX", prefix),
+        ("ROLLCALL_NODE_ID", node_id),
+        ("ROLLCALL_SHUTDOWN_GRACE_MS", "3000"),
+        (
+            "ROLLCALL_CLIENT_BUNDLE_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/node_modules/socket.io-client/dist"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    if let Some(url) = redis {
+        env.insert("ROLLCALL_REDIS_URL".to_owned(), url.to_owned());
+    }
+    env
+}
+
+/// A node running in this test process.
+pub struct TestNode {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its node id.
+    pub id: String,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Builds and starts a node in-process; `extra` overrides env settings.
+pub async fn spawn_node(redis: Option<&str>, prefix: &str, id: &str, extra: &[(&str, &str)]) -> TestNode {
+    let mut env = node_env(redis, prefix, id);
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let overrides = Overrides { port: Some(0), ..Overrides::default() };
+    let settings = config::load(&overrides, &env).expect("test settings are valid");
+    let app = App::build(&settings).await.expect("node builds");
+    let port = app.port();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
+    let node = TestNode { port, id: id.to_owned(), stop, task: Some(task) };
+    node.wait_ready().await;
+    node
+}
+
+impl TestNode {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.url());
+        eventually("node is ready", Duration::from_secs(10), || {
+            let url = url.clone();
+            async move { reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+    }
+
+    /// `GET /api/presence`.
+    pub async fn presence(&self) -> serde_json::Value {
+        presence(&self.url()).await
+    }
+
+    /// Graceful shutdown, as on SIGTERM; waits until the node has stopped.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("node task").expect("node stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// `GET <base>/api/presence` as JSON.
+pub async fn presence(base: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}/api/presence")).await.expect("presence").json().await.expect("json")
+}
+
+/// A node as a child process of the real binary, for crash and signal tests.
+pub struct ProcessNode {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl ProcessNode {
+    /// Starts `rollcall serve` with `env` on a free port and waits until it is ready.
+    pub async fn start(mut env: HashMap<String, String>) -> Self {
+        Self::start_on(free_port(), std::mem::take(&mut env)).await
+    }
+
+    /// Starts on a given port.
+    pub async fn start_on(port: u16, env: HashMap<String, String>) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .env("ROLLCALL_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn rollcall");
+        let node = Self { child, port };
+        let url = format!("{}/readyz", node.url());
+        eventually("process node is ready", Duration::from_secs(15), || {
+            let url = url.clone();
+            async move { reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        node
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL", "STOP", "CONT") to this process only.
+    pub async fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`; returns its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .expect("process exits in time")
+            .expect("wait for child")
+    }
+}
+
+/// What one client has received.
+#[derive(Default, Debug)]
+pub struct Seen {
+    /// Every `refresh users` value, in arrival order.
+    pub values: Vec<i64>,
+}
+
+/// A real Socket.IO client (the `rust_socketio` crate) recording `refresh users`.
+pub struct TestClient {
+    client: Client,
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// Connects a client to `base` over `transport`.
+pub async fn connect(base: &str, transport: TransportType) -> TestClient {
+    try_connect(base, transport).await.expect("client connects")
+}
+
+/// Like [`connect`], returning the error instead of panicking.
+pub async fn try_connect(base: &str, transport: TransportType) -> Result<TestClient, rust_socketio::Error> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let sink = seen.clone();
+    let client = ClientBuilder::new(base)
+        .namespace("/")
+        .transport_type(transport)
+        .reconnect(false)
+        .on("refresh users", move |payload, _| {
+            if let Payload::Text(values) = payload
+                && let Some(n) = values.first().and_then(serde_json::Value::as_i64)
+            {
+                sink.lock().expect("seen lock").values.push(n);
+            }
+            async {}.boxed()
+        })
+        .connect()
+        .await?;
+    Ok(TestClient { client, seen })
+}
+
+impl TestClient {
+    /// The last value received.
+    pub fn last(&self) -> Option<i64> {
+        self.seen.lock().expect("seen lock").values.last().copied()
+    }
+
+    /// Every value received so far.
+    pub fn values(&self) -> Vec<i64> {
+        self.seen.lock().expect("seen lock").values.clone()
+    }
+
+    /// Emits an arbitrary event (clients' events must not change the count).
+    pub async fn emit(&self, event: &str, data: serde_json::Value) {
+        self.client.emit(event, data).await.expect("emit");
+    }
+
+    /// Disconnects cleanly.
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+    }
+}
+
+/// Waits until every client's last value is `expected`.
+pub async fn all_show(clients: &[TestClient], expected: i64) {
+    let what = format!("all {} clients show {expected}", clients.len());
+    eventually(&what, CONVERGE, || async { clients.iter().all(|c| c.last() == Some(expected)) }).await;
+}
+
+/// Connects `n` clients spread round-robin over `bases`, all at once.
+pub async fn connect_many(bases: &[String], n: usize, transport: TransportType) -> Vec<TestClient> {
+    let connects = (0..n).map(|i| connect(&bases[i % bases.len()], transport.clone()));
+    futures_util::future::join_all(connects).await
+}
