@@ -75,7 +75,7 @@ pub struct Timing {
 type WriteFuture = Pin<Box<dyn Future<Output = (i64, Result<ShareWrite, BackendError>)> + Send>>;
 
 const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_CAP: Duration = Duration::from_secs(2);
+const RETRY_CAP: Duration = Duration::from_secs(1);
 
 /// The coordinator task's state. Built by [`Coordinator::new`], consumed by [`Coordinator::run`].
 pub struct Coordinator {
@@ -214,7 +214,13 @@ impl Coordinator {
                 let first = self.last_write.is_none() && !self.view.borrow().started;
                 self.last_write = Some(Instant::now());
                 self.retry_delay = RETRY_FIRST;
-                self.tally.written(share, write.snapshot);
+                if self.tally.written(share, write.snapshot) {
+                    tracing::warn!(
+                        total = write.snapshot.total,
+                        version = write.snapshot.version,
+                        "the shown total was newer than the backend's own; took the backend's (forged announcement or failover)"
+                    );
+                }
                 if write.restored && !first {
                     self.metrics.reseeds.inc();
                     tracing::warn!(node = %self.node_id, share, "this node's share was missing in the backend (data loss or reaped while alive); put it back");

@@ -70,10 +70,21 @@ impl Tally {
     ///
     /// Any total announced after the write includes the written share, so the share counted in
     /// the shown total is `share` whether or not `snapshot` itself is newer than what is shown.
-    pub fn written(&mut self, share: i64, snapshot: Snapshot) {
-        self.observe(snapshot);
+    ///
+    /// The caller holds back announcements while a write is in flight, so everything accepted so
+    /// far was announced before the write ran and cannot be newer than the backend's reply. If
+    /// it is, it did not come from the backend's history (a forged message, or a failover to a
+    /// replica that lost writes): the reply is authoritative and replaces it. Returns true then.
+    pub fn written(&mut self, share: i64, snapshot: Snapshot) -> bool {
+        let rewound = self.cluster.is_some_and(|c| snapshot.version < c.version);
+        if rewound {
+            self.cluster = Some(snapshot);
+        } else {
+            self.observe(snapshot);
+        }
         self.share_in_cluster = share;
         self.written = Some(share);
+        rewound
     }
 
     /// The backend may have lost or reaped our share: force the next write.
@@ -123,6 +134,16 @@ mod tests {
         assert!(tally.observe(snap(13, 3)));
         tally.written(2, snap(12, 2));
         assert_eq!(tally.displayed(), 13);
+    }
+
+    #[test]
+    fn the_backend_reply_overrules_a_total_from_the_future() {
+        let mut tally = Tally::new();
+        tally.written(0, snap(10, 5));
+        assert!(tally.observe(snap(-3, 1_000_000)), "a forged announcement is accepted at first");
+        assert!(tally.written(0, snap(10, 6)), "the next write's reply rewinds it");
+        assert_eq!(tally.displayed(), 10);
+        assert!(tally.observe(snap(11, 7)), "and genuine announcements flow again");
     }
 
     #[test]

@@ -168,7 +168,7 @@ struct Subscriber {
 }
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
+const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 impl Subscriber {
     /// Runs until the receiver of `events` is dropped.

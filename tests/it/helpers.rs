@@ -293,22 +293,20 @@ pub async fn connect(base: &str, transport: TransportType) -> TestClient {
 /// Like [`connect`], returning the error instead of panicking.
 pub async fn try_connect(base: &str, transport: TransportType) -> Result<TestClient, rust_socketio::Error> {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let sink = seen.clone();
-    let client = ClientBuilder::new(base)
-        .namespace("/")
-        .transport_type(transport)
-        .reconnect(false)
-        .on("refresh users", move |payload, _| {
-            if let Payload::Text(values) = payload
-                && let Some(n) = values.first().and_then(serde_json::Value::as_i64)
-            {
-                sink.lock().expect("seen lock").values.push(n);
-            }
-            async {}.boxed()
-        })
-        .connect()
-        .await?;
+    let builder = ClientBuilder::new(base).namespace("/").transport_type(transport).reconnect(false);
+    let client = record_refreshes(builder, seen.clone()).connect().await?;
     Ok(TestClient { client, seen })
+}
+
+fn record_refreshes(builder: ClientBuilder, seen: Arc<Mutex<Seen>>) -> ClientBuilder {
+    builder.on("refresh users", move |payload, _| {
+        if let Payload::Text(values) = payload
+            && let Some(n) = values.first().and_then(serde_json::Value::as_i64)
+        {
+            seen.lock().expect("seen lock").values.push(n);
+        }
+        async {}.boxed()
+    })
 }
 
 impl TestClient {
@@ -343,4 +341,74 @@ pub async fn all_show(clients: &[TestClient], expected: i64) {
 pub async fn connect_many(bases: &[String], n: usize, transport: TransportType) -> Vec<TestClient> {
     let connects = (0..n).map(|i| connect(&bases[i % bases.len()], transport.clone()));
     futures_util::future::join_all(connects).await
+}
+
+/// A TCP proxy in front of Redis that can cut a node off (a network partition) and heal it.
+pub struct TcpProxy {
+    /// The port to point the node at.
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Forwards 127.0.0.1:`port` to 127.0.0.1:`target`.
+    pub async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut_rx = cut_rx.clone();
+                if *cut_rx.borrow() {
+                    continue; // dropped: the connection is refused by closing it
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut, task }
+    }
+
+    /// `redis://127.0.0.1:<proxy port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every proxied connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Forwards again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Connects a client that reconnects on its own (as browsers do) to `base`.
+pub async fn connect_reconnecting(base: &str) -> TestClient {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let builder = ClientBuilder::new(base)
+        .namespace("/")
+        .transport_type(TransportType::Websocket)
+        .reconnect(true)
+        .reconnect_on_disconnect(true)
+        .reconnect_delay(100, 500)
+        .max_reconnect_attempts(255);
+    let client = record_refreshes(builder, seen.clone()).connect().await.expect("client connects");
+    TestClient { client, seen }
 }

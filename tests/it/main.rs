@@ -2,6 +2,8 @@
 
 mod cluster;
 mod config_errors;
+mod faults;
 mod helpers;
+mod hostile;
 mod http_routes;
 mod standalone;
