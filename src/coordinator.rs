@@ -225,6 +225,7 @@ impl Coordinator {
                     self.metrics.reseeds.inc();
                     tracing::warn!(node = %self.node_id, share, "this node's share was missing in the backend (data loss or reaped while alive); put it back");
                 }
+                self.metrics.nodes_alive.set(i64::from(write.nodes_alive));
                 if write.reaped > 0 {
                     self.metrics.nodes_reaped.inc_by(u64::from(write.reaped));
                     tracing::info!(

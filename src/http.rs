@@ -76,10 +76,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 async fn presence(State(state): State<HttpState>) -> Json<serde_json::Value> {
     let view = *state.view.borrow();
     let nodes = match state.backend.nodes().await {
-        Ok(nodes) => {
-            state.metrics.nodes_alive.set(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
-            json!(nodes)
-        }
+        Ok(nodes) => json!(nodes),
         Err(_) => serde_json::Value::Null,
     };
     Json(json!({

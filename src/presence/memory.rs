@@ -62,7 +62,8 @@ impl PresenceBackend for MemoryBackend {
             Some((old, _)) if old == share => state.snapshot(),
             _ => state.announce(floor),
         };
-        Ok(ShareWrite { snapshot, restored: previous.is_none(), reaped: 0 })
+        let nodes_alive = u32::try_from(state.shares.len()).unwrap_or(u32::MAX);
+        Ok(ShareWrite { snapshot, restored: previous.is_none(), reaped: 0, nodes_alive })
     }
 
     async fn deregister(&self, node: &str, floor: u64) -> Result<Snapshot, BackendError> {

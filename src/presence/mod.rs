@@ -38,6 +38,8 @@ pub struct ShareWrite {
     pub restored: bool,
     /// Dead nodes whose shares this write removed.
     pub reaped: u32,
+    /// Live nodes after the write, this one included.
+    pub nodes_alive: u32,
 }
 
 /// A live node as the backend sees it.

@@ -37,7 +37,7 @@ end
 
 /// ARGV: node, share, ttl_ms, floor, channel.
 /// Reaps expired nodes (not the caller), heartbeats the caller, sets its share, and announces
-/// if anything changed. Returns `{total, version, restored (0|1), reaped}`.
+/// if anything changed. Returns `{total, version, restored (0|1), reaped, live nodes}`.
 const WRITE_SHARE: &str = r#"
 local node, share, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local floor, channel = tonumber(ARGV[4]), ARGV[5]
@@ -66,7 +66,7 @@ if restored == 1 or tonumber(old) ~= share then
 end
 local version
 if changed then version = announce(floor, channel) else version = current_version() end
-return {total, version, restored, reaped}
+return {total, version, restored, reaped, redis.call('ZCARD', KEYS[4])}
 "#;
 
 /// ARGV: node, floor, channel. Removes the node and its share; always announces.
