@@ -125,14 +125,15 @@ mod tests {
     }
 
     #[test]
-    fn a_late_write_reply_still_updates_the_share() {
+    fn an_announcement_held_back_during_a_write_applies_after_its_reply() {
         let mut tally = Tally::new();
         tally.written(0, snap(10, 1));
         tally.join();
         tally.join();
-        // Another node's announcement (v3) that already includes our write (v2) arrives first.
+        // Another node's announcement (v3) includes our write (v2); the coordinator held it
+        // back while our write was in flight, so the reply comes first.
+        assert!(!tally.written(2, snap(12, 2)));
         assert!(tally.observe(snap(13, 3)));
-        tally.written(2, snap(12, 2));
         assert_eq!(tally.displayed(), 13);
     }
 
