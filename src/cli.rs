@@ -77,10 +77,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = telemetry::init(&settings) {
-        eprintln!("rollcall: {error}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -88,10 +84,23 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let node_id = settings.node_id_or_default();
+    let telemetry = {
+        let _inside_runtime = runtime.enter();
+        match telemetry::init(&settings, &node_id) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("rollcall: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let settings = config::Settings { node_id, ..settings };
     let result = runtime.block_on(async {
         let app = App::build(&settings).await?;
         app.run_until(shutdown::signal()).await
     });
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

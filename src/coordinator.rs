@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::presence::{BackendError, BackendEvent, PresenceBackend, ShareWrite};
@@ -157,6 +158,7 @@ impl Coordinator {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Join { id, greet } => {
+                let _span = tracing::debug_span!("connect", node = %self.node_id, socket = id).entered();
                 if self.sockets.insert(id) {
                     self.tally.join();
                     self.metrics.connects.inc();
@@ -164,6 +166,7 @@ impl Coordinator {
                 greet(self.tally.displayed());
             }
             Command::Leave { id } => {
+                let _span = tracing::debug_span!("disconnect", node = %self.node_id, socket = id).entered();
                 if self.sockets.remove(&id) {
                     self.tally.leave();
                     self.metrics.disconnects.inc();
@@ -200,10 +203,14 @@ impl Coordinator {
         }
         let (backend, node) = (self.backend.clone(), self.node_id.clone());
         let (share, floor) = (self.tally.local(), self.tally.version());
-        self.in_flight = Some(Box::pin(async move {
-            let result = backend.write_share(&node, share, floor).await;
-            (share, result)
-        }));
+        let span = tracing::debug_span!("flush", node = %node, share, floor);
+        self.in_flight = Some(Box::pin(
+            async move {
+                let result = backend.write_share(&node, share, floor).await;
+                (share, result)
+            }
+            .instrument(span),
+        ));
     }
 
     fn on_written(&mut self, share: i64, result: Result<ShareWrite, BackendError>) {
@@ -227,6 +234,8 @@ impl Coordinator {
                 }
                 self.metrics.nodes_alive.set(i64::from(write.nodes_alive));
                 if write.reaped > 0 {
+                    let _span =
+                        tracing::debug_span!("reap", node = %self.node_id, reaped = write.reaped).entered();
                     self.metrics.nodes_reaped.inc_by(u64::from(write.reaped));
                     tracing::info!(
                         reaped = write.reaped,

@@ -114,7 +114,12 @@ impl PresenceBackend for RedisBackend {
             [node.to_owned(), share.to_string(), self.ttl_ms(), floor.to_string(), self.channel.clone()];
         let (total, v, restored, reaped, nodes_alive): (i64, i64, i64, u32, u32) =
             self.run("write_share", &self.scripts.write_share, &args).await?;
-        Ok(ShareWrite { snapshot: Snapshot { total, version: version(v)? }, restored: restored == 1, reaped, nodes_alive })
+        Ok(ShareWrite {
+            snapshot: Snapshot { total, version: version(v)? },
+            restored: restored == 1,
+            reaped,
+            nodes_alive,
+        })
     }
 
     async fn deregister(&self, node: &str, floor: u64) -> Result<Snapshot, BackendError> {

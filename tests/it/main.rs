@@ -7,3 +7,4 @@ mod helpers;
 mod hostile;
 mod http_routes;
 mod standalone;
+mod telemetry;
