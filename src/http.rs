@@ -51,6 +51,7 @@ pub fn routes(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/presence", get(presence))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(crate::dashboard::page))
         .with_state(state)
         .merge(bundle)
 }
@@ -75,18 +76,25 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 async fn presence(State(state): State<HttpState>) -> Json<serde_json::Value> {
     let view = *state.view.borrow();
-    let nodes = match state.backend.nodes().await {
-        Ok(nodes) => json!(nodes),
-        Err(_) => serde_json::Value::Null,
-    };
-    Json(json!({
+    Json(presence_document(&state.node_id, view, state.backend.as_ref()).await)
+}
+
+/// The `/api/presence` document: this node's view plus the live nodes read from the backend
+/// (`null` when the backend cannot be reached).
+pub async fn presence_document(
+    node_id: &str,
+    view: View,
+    backend: &dyn PresenceBackend,
+) -> serde_json::Value {
+    let nodes = backend.nodes().await.map_or(serde_json::Value::Null, |nodes| json!(nodes));
+    json!({
         "users": view.users,
-        "node": &*state.node_id,
+        "node": node_id,
         "local": view.local,
-        "mode": state.backend.mode(),
+        "mode": backend.mode(),
         "degraded": view.degraded,
         "nodes": nodes,
-    }))
+    })
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

@@ -7,7 +7,8 @@
 //! - [`tally`] is the count a node shows, as pure logic; [`coordinator`] is the task that owns
 //!   it, batches writes and paces emits.
 //! - [`presence`] is the backend trait with its two drivers: in-memory (standalone) and Redis.
-//! - [`sockets`] wires socketioxide to the coordinator; [`http`] and [`bundle`] serve the rest.
+//! - [`sockets`] wires socketioxide to the coordinator; [`http`] and [`bundle`] serve the rest;
+//!   [`dashboard`] feeds the live cluster page on its own Socket.IO namespace.
 //! - [`metrics`] holds the Prometheus registry; [`shutdown`] the stop signal; [`probe`] a
 //!   minimal HTTP GET for health checks.
 
@@ -15,6 +16,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod coordinator;
+pub mod dashboard;
 pub mod http;
 pub mod metrics;
 pub mod presence;

@@ -17,6 +17,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::bundle::ClientBundle;
 use crate::config::Settings;
 use crate::coordinator::{Coordinator, Timing};
+use crate::dashboard;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::presence::{MemoryBackend, PresenceBackend, RedisBackend, RedisOptions};
@@ -28,6 +29,7 @@ pub struct App {
     router: Router,
     io: SocketIo,
     coordinator: Coordinator,
+    dashboard: dashboard::Source,
     draining: Arc<AtomicBool>,
     node_id: String,
     shutdown_grace: Duration,
@@ -51,6 +53,12 @@ impl App {
         let (coordinator, commands, view) =
             Coordinator::new(node_id.clone(), backend.clone(), fanout, metrics.clone(), timing);
         sockets::register(&io, commands, open_sockets.clone());
+        let dashboard = dashboard::Source {
+            node_id: node_id.as_str().into(),
+            view: view.clone(),
+            backend: backend.clone(),
+        };
+        dashboard::register(&io, dashboard.clone());
         let draining = Arc::new(AtomicBool::new(false));
         let state = HttpState {
             node_id: node_id.as_str().into(),
@@ -75,6 +83,7 @@ impl App {
             router,
             io,
             coordinator,
+            dashboard,
             draining,
             node_id,
             shutdown_grace: Settings::ms(settings.shutdown_grace_ms),
@@ -95,7 +104,7 @@ impl App {
     /// readiness fails, the listener stops, this node's share leaves the count in one step,
     /// and local clients are disconnected so they reconnect to another node.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { listener, router, io, coordinator, draining, node_id, shutdown_grace } = self;
+        let Self { listener, router, io, coordinator, dashboard, draining, node_id, shutdown_grace } = self;
         tracing::info!(node = %node_id, addr = %listener.local_addr()?, "serving");
         let stop_accepting = CancellationToken::new();
         let stop_counting = CancellationToken::new();
@@ -103,6 +112,7 @@ impl App {
             axum::serve(listener, router).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let server = tokio::spawn(server.into_future());
         let counting = tokio::spawn(coordinator.run(stop_counting.clone()));
+        tokio::spawn(dashboard::feed(io.clone(), dashboard, stop_counting.clone()));
         shutdown.await;
         draining.store(true, Ordering::Relaxed);
         tracing::info!(node = %node_id, grace = ?shutdown_grace, "draining");

@@ -55,3 +55,44 @@ async fn without_a_local_bundle_the_node_redirects_to_the_cdn() {
     assert!(response.status().is_redirection());
     assert_eq!(response.headers()["location"], "https://cdn.socket.io/4.8.1/socket.io.js");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_fed_on_its_own_namespace_and_is_not_counted() {
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::FutureExt;
+    use rust_socketio::{Payload, TransportType, asynchronous::ClientBuilder};
+
+    use crate::helpers::{all_show, connect, eventually};
+
+    let node = spawn_node(None, &unique_prefix("dashboard"), "dash", &[]).await;
+    let page =
+        reqwest::get(format!("{}/dashboard", node.url())).await.expect("GET").text().await.expect("body");
+    assert!(page.contains("io(\"/dashboard\")"), "the page uses its own namespace");
+    let user = [connect(&node.url(), TransportType::Websocket).await];
+    all_show(&user, 1).await;
+
+    let snapshots: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = snapshots.clone();
+    let dashboard = ClientBuilder::new(node.url())
+        .namespace("/dashboard")
+        .on("cluster", move |payload, _| {
+            if let Payload::Text(values) = payload {
+                sink.lock().expect("lock").extend(values);
+            }
+            async {}.boxed()
+        })
+        .connect()
+        .await
+        .expect("dashboard connects");
+    eventually("two snapshots arrive", crate::helpers::CONVERGE, || async {
+        snapshots.lock().expect("lock").len() >= 2
+    })
+    .await;
+    let last = snapshots.lock().expect("lock").last().cloned().expect("a snapshot");
+    assert_eq!(last["users"], 1, "the dashboard itself is not a user: {last}");
+    assert_eq!(last["nodes"][0]["id"], "dash");
+    assert!(last["at"].as_u64().is_some());
+    assert_eq!(node.presence().await["users"], 1);
+    let _ = dashboard.disconnect().await;
+}
