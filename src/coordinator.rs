@@ -139,7 +139,8 @@ impl Coordinator {
         self.backend.subscribe(events_tx);
         let mut flush = tokio::time::interval(self.timing.flush_interval);
         flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut emit = tokio::time::interval(self.timing.emit_interval.min(self.timing.flush_interval * 4));
+        // Checked often, so a due emit waits at most one flush interval past `emit_interval`.
+        let mut emit = tokio::time::interval(self.timing.emit_interval.min(self.timing.flush_interval));
         emit.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
