@@ -23,6 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js $node_major found; the end-to-end tests need Node.js 20 or newer (node --test, playwright-core)." >&2
+  echo "Install it from your distribution's backports or NodeSource, then run this script again." >&2
+  exit 1
+fi
+
 say "npm test clients (tests/e2e)"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 

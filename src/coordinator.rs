@@ -164,7 +164,13 @@ impl Coordinator {
                     self.tally.join();
                     self.metrics.connects.inc();
                 }
-                greet(self.tally.displayed());
+                let users = self.tally.displayed();
+                greet(users);
+                // This client now holds a value the others may not: make sure the next tick
+                // broadcasts, so whatever the count settles at reaches the newcomer too.
+                if self.last_emitted != Some(users) {
+                    self.last_emitted = None;
+                }
             }
             Command::Leave { id } => {
                 let _span = tracing::debug_span!("disconnect", node = %self.node_id, socket = id).entered();
