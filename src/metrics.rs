@@ -107,7 +107,7 @@ impl Metrics {
         );
         r.register(
             "stale_announcements",
-            "Announcements dropped as older than the shown total",
+            "Announcements not newer than the shown total (includes the echo of this node's own writes)",
             m.stale_announcements.clone(),
         );
         Self { registry, ..m }

@@ -3,25 +3,15 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { chromium } from 'playwright-core';
-import { useE2E, defer, startNode, freePort, eventually, presenceReaches, artifactPath, withDeadline } from './harness.mjs';
+import { useE2E, defer, startNode, freePort, eventually, presenceReaches, artifactPath, withDeadline, CHROMIUM_PATH, CHROMIUM_ARGS } from './harness.mjs';
 
 useE2E();
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** @type {import('playwright-core').Browser} */
 let browser;
 before(async () => {
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000 });
+  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30000 });
   defer(() => browser.close());
 });
 

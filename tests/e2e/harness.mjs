@@ -415,15 +415,17 @@ function assertBinary() {
 
 /**
  * Spawns `rollcall serve` on a free port and waits until GET /readyz is 200.
- * @param {{redisUrl?: string, nodeId?: string, prefix?: string, env?: Record<string,string>, readyTimeoutMs?: number}} opts
+ * `port` pins the port (a restarted node comes back where its clients reconnect); without it a
+ * free port is picked, retried if another process takes it first.
+ * @param {{redisUrl?: string, nodeId?: string, prefix?: string, port?: number, env?: Record<string,string>, readyTimeoutMs?: number}} opts
  */
-export async function startNode({ redisUrl, nodeId, prefix, env = {}, readyTimeoutMs = 20000 } = {}) {
+export async function startNode({ redisUrl, nodeId, prefix, port: fixedPort, env = {}, readyTimeoutMs = 20000 } = {}) {
   assertBinary();
   // Start from a clean slate: no ROLLCALL_* setting leaks in from the developer's shell.
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ROLLCALL_')));
   let lastErr;
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
+  for (let attempt = 1; attempt <= (fixedPort ? 1 : 3); attempt++) {
+    const port = fixedPort || (await freePort());
     const id = nodeId || `node-${port}`;
     const childEnv = {
       ...base,
@@ -699,3 +701,15 @@ export function artifactPath(name) {
   mkdirSync(ARTIFACTS_DIR, { recursive: true });
   return path.join(ARTIFACTS_DIR, name);
 }
+
+/** Debian's Chromium (never a downloaded browser) with the flags this closed network needs. */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];

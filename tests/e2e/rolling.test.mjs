@@ -5,12 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   useE2E,
+  startNode,
   startRedis,
-  spawnTracked,
   freePort,
   uniquePrefix,
-  httpGet,
-  getJson,
   eventually,
   holds,
   withDeadline,
@@ -18,9 +16,6 @@ import {
   allReach,
   presenceReaches,
   histogram,
-  ROLLCALL_BIN,
-  BUNDLE_DIR,
-  NODE_LOG_LEVEL,
 } from './harness.mjs';
 
 useE2E();
@@ -32,37 +27,9 @@ const STEP_TIMEOUT_MS = 20000;
 // randomizationFactor stays at socket.io-client's default (0.5).
 const RECONNECT = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 300 };
 
-/**
- * Starts `rollcall serve` on a given port with a given node id (harness.startNode picks a fresh
- * port each time; a restart must come back on the same one) and waits until /readyz is 200.
- */
-async function startFixedNode({ port, nodeId, redisUrl, prefix, readyTimeoutMs = 20000 }) {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ROLLCALL_')));
-  const env = {
-    ...base,
-    ROLLCALL_PORT: String(port),
-    ROLLCALL_BIND: '127.0.0.1',
-    ROLLCALL_NODE_ID: nodeId,
-    ROLLCALL_REDIS_URL: redisUrl,
-    ROLLCALL_REDIS_PREFIX: prefix,
-    ROLLCALL_CLIENT_BUNDLE_DIR: BUNDLE_DIR,
-    ROLLCALL_LOG_LEVEL: NODE_LOG_LEVEL,
-    ROLLCALL_SHUTDOWN_GRACE_MS: String(GRACE_MS),
-  };
-  const proc = spawnTracked(`rollcall:${nodeId}:${port}`, ROLLCALL_BIN, ['serve'], { env, stopTimeoutMs: GRACE_MS + 3000 });
-  const url = `http://127.0.0.1:${port}`;
-  await eventually(
-    async () => {
-      if (proc.exitInfo) return true;
-      const res = await httpGet(`${url}/readyz`, { timeoutMs: 1000 });
-      await res.arrayBuffer();
-      if (res.status !== 200) throw new Error(`/readyz -> ${res.status}`);
-      return true;
-    },
-    { timeoutMs: readyTimeoutMs, intervalMs: 25, what: `node ${nodeId} ready at ${url}/readyz` },
-  );
-  if (proc.exitInfo) throw new Error(`node ${nodeId} exited before ready ${JSON.stringify(proc.exitInfo)}:\n${proc.logs().slice(-4000)}`);
-  return { url, port, nodeId, pid: proc.pid, proc, presence: () => getJson(`${url}/api/presence`) };
+/** A node on a fixed port: a restarted node comes back where its clients reconnect. */
+function startFixedNode({ port, nodeId, redisUrl, prefix }) {
+  return startNode({ port, nodeId, redisUrl, prefix, env: { ROLLCALL_SHUTDOWN_GRACE_MS: String(GRACE_MS) } });
 }
 
 /** Records each client's reconnects and disconnect reasons (after its first connect). */
