@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Exit 0 if a node answers its health check (for container HEALTHCHECKs).
     Healthcheck(HealthcheckArgs),
+    /// Load-test nodes with many Socket.IO clients and report connect latency and convergence.
+    Swarm(crate::swarm::SwarmArgs),
 }
 
 /// Flags of `rollcall serve`; they override every other settings layer.
@@ -58,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Healthcheck(args) => healthcheck(&args.url),
+        Command::Swarm(args) => swarm(args),
     }
 }
 
@@ -118,4 +121,14 @@ fn healthcheck(url: &str) -> ExitCode {
         .and_then(|rt| rt.block_on(crate::probe::http_ok(url)).ok())
         .unwrap_or(false);
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn swarm(args: crate::swarm::SwarmArgs) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(crate::swarm::run(args)));
+    result.unwrap_or_else(|error| {
+        eprintln!("rollcall swarm: {error:#}");
+        ExitCode::FAILURE
+    })
 }

@@ -9,6 +9,8 @@
 //! - [`presence`] is the backend trait with its two drivers: in-memory (standalone) and Redis.
 //! - [`sockets`] wires socketioxide to the coordinator; [`http`] and [`bundle`] serve the rest;
 //!   [`dashboard`] feeds the live cluster page on its own Socket.IO namespace.
+//! - [`swarm`] is the load tester (`rollcall swarm`): many lean Socket.IO clients over worker
+//!   processes, with a convergence report.
 //! - [`metrics`] holds the Prometheus registry; [`shutdown`] the stop signal; [`probe`] a
 //!   minimal HTTP GET for health checks.
 
@@ -24,5 +26,6 @@ pub mod probe;
 pub mod shutdown;
 pub mod sockets;
 pub mod startup;
+pub mod swarm;
 pub mod tally;
 pub mod telemetry;

@@ -7,4 +7,5 @@ mod helpers;
 mod hostile;
 mod http_routes;
 mod standalone;
+mod swarm;
 mod telemetry;

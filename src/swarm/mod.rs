@@ -1,0 +1,149 @@
+//! `rollcall swarm`: a load tester that opens many Socket.IO clients against one or more
+//! nodes (or a load balancer), runs a scenario (`burst`, `hold`, `churn`) and reports connect
+//! latency and rate, errors, `refresh users` traffic and convergence.
+//!
+//! The parent process spreads its clients over worker processes (this same binary,
+//! re-executed with a hidden flag; JSON lines over the worker's stdin and stdout) so that no
+//! process needs more than ~15,000 open files, and binds client sockets to many loopback
+//! source addresses so that no destination runs out of ephemeral ports.
+
+mod client;
+mod fleet;
+mod histogram;
+mod messages;
+mod net;
+mod pool;
+#[cfg(test)]
+mod pool_tests;
+mod presence;
+mod progress;
+mod protocol;
+mod render;
+mod report;
+mod scenario;
+mod worker;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+/// Exit codes, shown at the end of `rollcall swarm --help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every client connected, none was dropped, and all saw the true total (stale = 0)
+  1    stale > 0, connect errors > 0, a client was dropped, or the run failed
+  124  --max-duration passed first (partial report)
+  130  interrupted by Ctrl-C (partial report)";
+
+/// What the swarm does with its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Connect all clients at --rate, wait until settled, disconnect all.
+    Burst,
+    /// Connect all clients, settle, hold them for --duration, disconnect all.
+    Hold,
+    /// Connect all clients, settle, then for --duration close and reopen --churn-rate clients
+    /// per second; convergence is measured after the last reconnect.
+    Churn,
+}
+
+impl Scenario {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Burst => "burst",
+            Scenario::Hold => "hold",
+            Scenario::Churn => "churn",
+        }
+    }
+}
+
+/// Command-line arguments of `rollcall swarm`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES)]
+pub struct SwarmArgs {
+    /// Node or load balancer base URL (http://host:port); repeat for several nodes, used round
+    /// robin. Each one's GET /api/presence is the true total; several must agree.
+    #[arg(long = "url", value_name = "URL", required_unless_present = "worker_of")]
+    pub urls: Vec<String>,
+    /// Clients to connect.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: u64,
+    /// Connects per second, over all workers (0: as fast as possible).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Scenario to run.
+    #[arg(long, value_enum, default_value_t = Scenario::Burst)]
+    pub scenario: Scenario,
+    /// How long to hold (hold) or to churn (churn): 500ms, 30s, 5m, 1h.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Clients closed and reopened per second during churn.
+    #[arg(long, default_value_t = 100.0)]
+    pub churn_rate: f64,
+    /// Worker processes [default: one per 15,000 clients, within the open-files limit].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Source addresses for client sockets: comma-separated IPs and IPv4 ranges A-B
+    /// [default: 127.0.0.2-127.0.0.250 when every URL is IPv4 loopback, else the kernel's].
+    #[arg(long, value_name = "LIST")]
+    pub source_ips: Option<String>,
+    /// How long every connected client may take to see the true total after the last change.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub settle_timeout: Duration,
+    /// How long one client may take to connect.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Bound on the whole run: past it the swarm stops with a partial report.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub max_duration: Duration,
+    /// Print one JSON object on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: run as a worker of this parent process id.
+    #[arg(long = "worker-of", hide = true, value_name = "PID")]
+    pub worker_of: Option<u32>,
+}
+
+/// Runs the swarm (or a worker, when the hidden worker flags are set). Returns the process exit code.
+pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
+    if args.worker_of.is_some() {
+        worker::run().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = scenario::run(&args).await?;
+    render::print(&report, args.json)?;
+    Ok(ExitCode::from(report.exit_code))
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("bad duration {text:?}"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("bad duration unit in {text:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|error| format!("bad duration {text:?}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! A worker's clients: slots, spawning, stopping oldest first, and the counters over them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::{self, ClientCell, ClientEvent, ClientSpec};
+use super::messages::{Status, Target, WorkerConfig, WorkerReport, now_us};
+
+/// A client the pool is running.
+struct Live {
+    id: u64,
+    cell: Arc<ClientCell>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// What one client event changed, for the phase bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A connect succeeded.
+    Connected,
+    /// A connect failed.
+    Failed,
+    /// A client the pool stopped has ended.
+    Left,
+    /// A connected client was dropped by the server or the network.
+    Dropped,
+}
+
+/// The clients of one worker.
+pub struct Pool {
+    targets: Vec<Arc<Target>>,
+    config: WorkerConfig,
+    slots: Vec<Option<Live>>,
+    free: Vec<usize>,
+    /// Connected clients, oldest first: (slot, id).
+    fifo: VecDeque<(usize, u64)>,
+    next_id: u64,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    /// Clients spawned and not yet connected or failed.
+    pub connecting: u64,
+    /// Clients told to leave that have not ended yet.
+    pub closing: u64,
+    /// Clients connected now (including those leaving).
+    pub connected: u64,
+    /// When the pool last changed the presence total (µs since the epoch).
+    pub last_change_us: u64,
+    /// Counters over the whole run (message counts of ended clients included).
+    pub report: WorkerReport,
+}
+
+impl Pool {
+    /// A pool reporting its clients' events to `events`.
+    pub fn new(config: WorkerConfig, events: mpsc::UnboundedSender<ClientEvent>) -> Self {
+        let targets = config.targets.iter().cloned().map(Arc::new).collect();
+        Self {
+            targets,
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            fifo: VecDeque::new(),
+            next_id: 0,
+            events,
+            connecting: 0,
+            closing: 0,
+            connected: 0,
+            last_change_us: 0,
+            report: WorkerReport::default(),
+        }
+    }
+
+    /// Starts one client.
+    pub fn spawn(&mut self) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let global = id * self.config.workers as u64 + self.config.index as u64;
+        let Some(target) = self.targets.get(global as usize % self.targets.len().max(1)) else {
+            return;
+        };
+        let ips = &self.config.source_ips;
+        let source = (!ips.is_empty()).then(|| ips[id as usize % ips.len()]);
+        let spec = ClientSpec {
+            target: Arc::clone(target),
+            source,
+            timeout: Duration::from_millis(self.config.connect_timeout_ms),
+        };
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let cell = Arc::new(ClientCell::default());
+        let (stop, stop_rx) = oneshot::channel();
+        let events = self.events.clone();
+        tokio::spawn(client::run(spec, slot, Arc::clone(&cell), stop_rx, events));
+        self.slots[slot] = Some(Live { id, cell, stop: Some(stop) });
+        self.connecting += 1;
+        self.report.attempted += 1;
+        if self.report.first_start_us == 0 {
+            self.report.first_start_us = now_us();
+        }
+    }
+
+    /// Tells the oldest connected client to leave; false when none is left.
+    pub fn stop_oldest(&mut self) -> bool {
+        while let Some((slot, id)) = self.fifo.pop_front() {
+            let Some(live) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if live.id != id {
+                continue;
+            }
+            let Some(stop) = live.stop.take() else {
+                continue;
+            };
+            let _ = stop.send(());
+            self.closing += 1;
+            self.last_change_us = now_us();
+            return true;
+        }
+        false
+    }
+
+    /// Applies one client event to the counters.
+    pub fn on_event(&mut self, event: ClientEvent) -> Option<Outcome> {
+        match event {
+            ClientEvent::Connected { slot, latency_us } => {
+                let id = self.slots.get(slot).and_then(Option::as_ref)?.id;
+                self.fifo.push_back((slot, id));
+                self.connecting = self.connecting.saturating_sub(1);
+                self.connected += 1;
+                self.report.ok += 1;
+                self.report.latency.record(latency_us);
+                self.report.peak_connected = self.report.peak_connected.max(self.connected);
+                self.last_change_us = now_us();
+                self.report.last_ok_us = self.last_change_us;
+                Some(Outcome::Connected)
+            }
+            ClientEvent::Ended { slot, was_connected, error } => self.on_ended(slot, was_connected, error),
+        }
+    }
+
+    fn on_ended(&mut self, slot: usize, was_connected: bool, error: Option<String>) -> Option<Outcome> {
+        let live = self.slots.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        let messages = live.cell.messages.load(Ordering::Relaxed);
+        self.report.messages_total += messages;
+        self.report.messages_max = self.report.messages_max.max(messages);
+        let stopped = live.stop.is_none();
+        if !was_connected {
+            self.connecting = self.connecting.saturating_sub(1);
+            self.report.failed += 1;
+            let kind = error.unwrap_or_else(|| "unknown".to_owned());
+            *self.report.errors.entry(kind).or_insert(0) += 1;
+            return Some(Outcome::Failed);
+        }
+        self.connected = self.connected.saturating_sub(1);
+        if stopped {
+            self.closing = self.closing.saturating_sub(1);
+            return Some(Outcome::Left);
+        }
+        self.report.dropped += 1;
+        let kind = error.unwrap_or_else(|| "dropped".to_owned());
+        *self.report.errors.entry(kind).or_insert(0) += 1;
+        Some(Outcome::Dropped)
+    }
+
+    /// How many connected clients last saw `truth`, and when the latest of them changed.
+    pub fn status(&self, truth: Option<i64>) -> Status {
+        let mut status = Status::default();
+        for live in self.slots.iter().flatten() {
+            if !live.cell.connected.load(Ordering::Acquire) || live.stop.is_none() {
+                continue;
+            }
+            status.connected += 1;
+            let last = live.cell.last_value.load(Ordering::Acquire);
+            if last == client::NO_VALUE {
+                status.without_value += 1;
+            }
+            if Some(last) == truth {
+                status.matching += 1;
+                let changed = live.cell.changed_at_us.load(Ordering::Acquire);
+                status.latest_change_us = status.latest_change_us.max(changed);
+            }
+        }
+        status
+    }
+
+    /// The run's counters, live clients' message counts included.
+    pub fn final_report(&self) -> WorkerReport {
+        let mut report = self.report.clone();
+        for live in self.slots.iter().flatten() {
+            let messages = live.cell.messages.load(Ordering::Relaxed);
+            report.messages_total += messages;
+            report.messages_max = report.messages_max.max(messages);
+        }
+        report
+    }
+}

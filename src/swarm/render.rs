@@ -1,0 +1,91 @@
+//! Prints a [`Report`]: one JSON object, or a short text summary.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use super::report::Report;
+
+/// Prints the report on stdout.
+pub fn print(report: &Report, json: bool) -> anyhow::Result<()> {
+    let text = if json { format!("{}\n", serde_json::to_string(report)?) } else { text(report) };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The text summary.
+pub fn text(report: &Report) -> String {
+    let mut out = header(report);
+    let latency = report.connect_latency_ms;
+    let _ = writeln!(out, "  connect rate    {:.1}/s", report.connect_rate);
+    let _ = writeln!(
+        out,
+        "  connect latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latency.p50, latency.p90, latency.p99, latency.max,
+    );
+    let _ = writeln!(out, "  convergence     {}", convergence(report));
+    let refresh = report.refresh_messages_per_client;
+    let _ =
+        writeln!(out, "  refresh users   {:.1} mean, {} max messages per client", refresh.mean, refresh.max);
+    if report.churn_reconnects > 0 {
+        let _ = writeln!(out, "  churn           {} reconnects", report.churn_reconnects);
+    }
+    let (before, after) = (show(report.baseline_users), show(report.final_users));
+    let _ = writeln!(out, "  presence        {before} before, {after} after");
+    let _ = writeln!(out, "  errors          {}", errors(report));
+    let verdict = if report.exit_code == 0 { "OK" } else { "FAILED" };
+    let _ = writeln!(out, "  result          {verdict} (exit code {})", report.exit_code);
+    out
+}
+
+/// The title, failure and connect count lines.
+fn header(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rollcall swarm: {} of {} clients on {} URL(s), {} worker(s), {:.1} s, {}",
+        report.scenario,
+        report.clients,
+        report.urls.len(),
+        report.workers,
+        report.duration_s,
+        report.ending,
+    );
+    if let Some(failure) = &report.failure {
+        let _ = writeln!(out, "  failure         {failure}");
+    }
+    let _ = writeln!(
+        out,
+        "  connects        {} ok, {} failed, {} attempted, peak {} connected, {} dropped",
+        report.connects_ok,
+        report.connect_errors,
+        report.connects_attempted,
+        report.peak_connected,
+        report.dropped,
+    );
+    out
+}
+
+fn convergence(report: &Report) -> String {
+    let truth = show(report.true_users);
+    match report.convergence_ms {
+        Some(ms) => format!("{ms:.1} ms (stale {}, true total {truth})", report.stale),
+        None => format!(
+            "not reached (stale {}, {} of them never got a total; true total {truth})",
+            report.stale, report.stale_without_value
+        ),
+    }
+}
+
+fn errors(report: &Report) -> String {
+    if report.errors.is_empty() {
+        return "none".to_owned();
+    }
+    let kinds: Vec<String> = report.errors.iter().map(|(kind, count)| format!("{kind}={count}")).collect();
+    kinds.join(", ")
+}
+
+fn show(total: Option<i64>) -> String {
+    total.map_or_else(|| "unknown".to_owned(), |total| total.to_string())
+}
