@@ -150,7 +150,8 @@ fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Ar
 fn socket_io(settings: &Settings) -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
         .max_payload(settings.max_payload)
-        .max_buffer_size(64)
+        .max_buffer_size(16)
+        .ws_read_buffer_size(1024)
         .ping_interval(Settings::ms(settings.ping_interval_ms))
         .ping_timeout(Settings::ms(settings.ping_timeout_ms))
         .connect_timeout(Duration::from_secs(10))
