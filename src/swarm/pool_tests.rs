@@ -1,73 +1,48 @@
-//! In-process tests of the client and the pool against a tiny mock Socket.IO server that
-//! counts its clients and sends `refresh users` to all of them on every change.
+//! In-process tests of the client and the pool against a real standalone rollcall node, with
+//! a short Engine.IO ping interval so a client that did not answer pings would be dropped.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::client::ClientEvent;
 use super::messages::{Target, WorkerConfig};
 use super::pool::{Outcome, Pool};
+use crate::config::{self, Overrides};
+use crate::startup::App;
 
-const OPEN: &str =
-    r#"0{"sid":"mock","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000}"#;
-
-/// The mock server's shared state.
-#[derive(Default)]
-struct Mock {
-    users: AtomicI64,
-    pongs: AtomicU64,
+/// Starts a standalone node on a free loopback port; it stops when the token is cancelled.
+async fn start_node(stop: &CancellationToken) -> SocketAddr {
+    let env: HashMap<String, String> = [
+        ("ROLLCALL_BIND", "127.0.0.1"),
+        ("ROLLCALL_LOG_LEVEL", "warn"),
+        ("ROLLCALL_PING_INTERVAL_MS", "100"),
+        ("ROLLCALL_PING_TIMEOUT_MS", "200"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings =
+        config::load(&Overrides { port: Some(0), ..Overrides::default() }, &env).expect("settings");
+    let app = App::build(&settings).await.expect("node builds");
+    let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
+    tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
+    addr
 }
 
-async fn start_mock() -> (SocketAddr, Arc<Mock>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mock = Arc::new(Mock::default());
-    let (totals, _) = broadcast::channel::<i64>(1024);
-    let shared = Arc::clone(&mock);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(serve(tcp, totals.clone(), Arc::clone(&shared)));
-        }
-    });
-    (addr, mock)
-}
-
-/// One mock session: open, ping, namespace connect, then totals until the client leaves.
-async fn serve(tcp: TcpStream, totals: broadcast::Sender<i64>, mock: Arc<Mock>) {
-    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
-    let mut updates = totals.subscribe();
-    let _ = ws.send(Message::text(OPEN)).await;
-    let _ = ws.send(Message::text("2")).await;
-    let mut joined = false;
-    loop {
-        tokio::select! {
-            Ok(total) = updates.recv(), if joined => {
-                let _ = ws.send(Message::text(format!(r#"42["refresh users",{total}]"#))).await;
-            }
-            message = ws.next() => match message {
-                Some(Ok(Message::Text(text))) if text.as_str() == "40" => {
-                    let _ = ws.send(Message::text(r#"40{"sid":"s"}"#)).await;
-                    joined = true;
-                    let _ = totals.send(mock.users.fetch_add(1, Ordering::SeqCst) + 1);
-                }
-                Some(Ok(Message::Text(text))) if text.as_str() == "3" => {
-                    mock.pongs.fetch_add(1, Ordering::SeqCst);
-                }
-                Some(Ok(_)) => {}
-                _ => break,
-            },
-        }
-    }
-    if joined {
-        let _ = totals.send(mock.users.fetch_sub(1, Ordering::SeqCst) - 1);
-    }
+/// The node's own count of its sockets.
+async fn node_local(addr: SocketAddr) -> i64 {
+    let presence: serde_json::Value = reqwest::get(format!("http://{addr}/api/presence"))
+        .await
+        .expect("presence")
+        .json()
+        .await
+        .expect("json");
+    presence["local"].as_i64().expect("local")
 }
 
 fn pool_for(addr: SocketAddr) -> (Pool, mpsc::UnboundedReceiver<ClientEvent>) {
@@ -117,9 +92,10 @@ async fn wait_converged(pool: &Pool, truth: i64) -> u64 {
     panic!("clients never converged on {truth}: {:?}", pool.status(Some(truth)));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_connect_count_answer_pings_and_leave() {
-    let (addr, mock) = start_mock().await;
+    let stop = CancellationToken::new();
+    let addr = start_node(&stop).await;
     let (mut pool, mut events) = pool_for(addr);
     for _ in 0..20 {
         pool.spawn();
@@ -128,16 +104,25 @@ async fn clients_connect_count_answer_pings_and_leave() {
     assert_eq!(wait_converged(&pool, 20).await, 20);
     assert_eq!(pool.report.ok, 20);
     assert_eq!(pool.report.latency.count(), 20);
+    // Several ping intervals pass: clients that did not answer would be dropped by now.
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..10 {
+        ticks.tick().await;
+        while let Ok(event) = events.try_recv() {
+            assert_ne!(pool.on_event(event), Some(Outcome::Dropped), "a client was dropped");
+        }
+    }
+    assert_eq!(node_local(addr).await, 20);
     for _ in 0..5 {
         assert!(pool.stop_oldest());
     }
     wait_for(&mut pool, &mut events, Outcome::Left, 5).await;
     assert_eq!(wait_converged(&pool, 15).await, 15);
-    assert_eq!(mock.users.load(Ordering::SeqCst), 15);
-    assert_eq!(mock.pongs.load(Ordering::SeqCst), 20);
+    assert_eq!(node_local(addr).await, 15);
     let report = pool.final_report();
     assert_eq!((report.dropped, report.failed), (0, 0));
-    assert!(report.messages_max >= 20, "{report:?}");
+    assert!(report.messages_max >= 2, "{report:?}");
+    stop.cancel();
 }
 
 #[tokio::test]
