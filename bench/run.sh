@@ -205,17 +205,24 @@ def node_stats(name):
         "cpu_s": sum(p["cpu"] - p["cpu0"] for p in per.values()),
     }
 
+# Commands a client sends itself. When scripts ran (rollcall), every other command in
+# commandstats was executed inside a script and cost no network round trip.
+TOP_LEVEL = {"evalsha", "eval", "evalsha_ro", "eval_ro", "script", "ping", "subscribe", "hello",
+             "client", "select", "info", "config"}
+
 def redis_calls(name):
-    total, top = 0, []
+    total, top, calls_by_cmd = 0, [], {}
     try:
         for line in open(f"{work}/{name}.redis"):
             if line.startswith("cmdstat_"):
                 cmd, rest = line.strip()[8:].split(":", 1)
                 calls = int(dict(kv.split("=") for kv in rest.split(","))["calls"])
-                total += calls; top.append((calls, cmd))
+                total += calls; top.append((calls, cmd)); calls_by_cmd[cmd] = calls
     except (OSError, KeyError, ValueError):
         pass
-    return total, sorted(top, reverse=True)[:4]
+    scripted = any(c in calls_by_cmd for c in ("evalsha", "eval"))
+    trips = sum(n for c, n in calls_by_cmd.items() if c in TOP_LEVEL) if scripted else total
+    return total, trips, sorted(top, reverse=True)[:4]
 
 def fmt(value, spec="{:.0f}"):
     return "n/a" if value is None else spec.format(value)
@@ -224,19 +231,20 @@ def row(name):
     r = load(name)
     meta = open(f"{work}/{name}.meta").read().split("\n") if os.path.exists(f"{work}/{name}.meta") else ["?", "?", ""]
     if r is None:
-        return f"| {name} | {meta[0]} | {meta[1]} | no report (swarm failed, see stderr) |" + " |" * 10, None
-    s, (calls, top) = node_stats(name), redis_calls(name)
+        return f"| {name} | {meta[0]} | {meta[1]} | no report (swarm failed, see stderr) |" + " |" * 11, None
+    s, (calls, trips, top) = node_stats(name), redis_calls(name)
     peak = max(r["peak_connected"], 1)
     per_conn = (s["peak_kb"] - s["idle_kb"]) / peak if r["peak_connected"] else None
     lat = r["connect_latency_ms"]
     per_connect = calls / r["connects_ok"] if r["connects_ok"] else None
+    trips_per_connect = trips / r["connects_ok"] if r["connects_ok"] else None
     ending = r["ending"] + ("" if r["ending"] == "completed" else f" ({r['duration_s']:.0f} s)")
     cells = [name, meta[0], meta[1], ending,
              f"{r['connects_ok']}/{r['connects_attempted']}", fmt(r["connect_rate"]),
              fmt(lat["p50"], "{:.1f}"), fmt(lat["p99"], "{:.1f}"),
              fmt(r["convergence_ms"], "{:.0f}"), str(r["stale"]),
              f"{r['refresh_messages_per_client']['mean']:.1f} / {r['refresh_messages_per_client']['max']}",
-             fmt(per_conn, "{:.1f}"), fmt(s["cpu_s"], "{:.1f}"), fmt(per_connect, "{:.2f}")]
+             fmt(per_conn, "{:.1f}"), fmt(s["cpu_s"], "{:.1f}"), fmt(trips_per_connect, "{:.2f}"), fmt(per_connect, "{:.2f}")]
     detail = f"- `{name}`: `{meta[2]}`; exit code {open(f'{work}/{name}.code').read().strip()}; " \
              f"errors {r['errors'] or 'none'}; top Redis commands {', '.join(f'{c} {n}' for n, c in top) or 'none'}"
     return "| " + " | ".join(cells) + " |", detail
@@ -269,8 +277,8 @@ lines = [
     "",
     "| case | system | nodes | ending | connected | connect rate /s | connect p50 ms | connect p99 ms "
     "| convergence ms | stale | refresh msgs per client (mean / max) | node RSS per connection kB (peak) "
-    "| node CPU s | Redis cmds per connect |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| node CPU s | Redis round trips per connect | Redis cmds executed per connect |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     *rows,
     "",
     "Columns: *convergence* is the time from the swarm's last connect or disconnect until every",
@@ -280,8 +288,11 @@ lines = [
     "the peak number of connected clients; in the hold cases that peak is the idle plateau (the",
     "small hold compares both systems where the reference still keeps up). *Node CPU s* is the",
     "nodes' user+system CPU time over the whole case (swarm and Redis not included).",
-    "*Redis cmds per connect* counts every Redis command during the case (connects, disconnects,",
-    "heartbeats and the swarm's presence polls) over the successful connects.",
+    "*Redis round trips per connect* counts the commands nodes sent (for rollcall: EVALSHA/EVAL,",
+    "one per batched write, heartbeat or presence read; for the reference: every INCR, DECR and",
+    "PUBLISH) over the successful connects; *Redis cmds executed per connect* also counts the",
+    "commands run inside rollcall's Lua scripts (about ten per script). Both include disconnects,",
+    "heartbeats and the swarm's presence polls during the case.",
     "",
     f"The reference is not run at {n_hold} clients: every connect makes it emit to every client,",
     f"so holding {n_hold} clients means about {n_hold * n_hold // 2:,} `refresh users` messages.",
