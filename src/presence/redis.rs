@@ -186,6 +186,7 @@ impl Subscriber {
                 pubsub.subscribe(&self.channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
+            let attempt = Instant::now();
             match tokio::time::timeout(self.timeout, connect).await {
                 Ok(Ok(pubsub)) => {
                     if outage_logged {
@@ -199,7 +200,7 @@ impl Subscriber {
                     outage_logged = true;
                 }
                 failure => {
-                    self.metrics.observe_redis("subscribe", Duration::ZERO, false);
+                    self.metrics.observe_redis("subscribe", attempt.elapsed(), false);
                     if !outage_logged {
                         let error = failure.map_or_else(
                             |_| "timed out".to_owned(),

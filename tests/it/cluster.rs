@@ -6,11 +6,10 @@ use crate::helpers::{
     CONVERGE, RedisServer, TestNode, all_show, connect, connect_many, eventually, spawn_node, unique_prefix,
 };
 
-async fn three_nodes(redis: &RedisServer, test: &str) -> Vec<TestNode> {
-    let prefix = unique_prefix(test);
+async fn three_nodes(redis: &RedisServer, prefix: &str) -> Vec<TestNode> {
     let mut nodes = Vec::new();
     for id in ["a", "b", "c"] {
-        nodes.push(spawn_node(Some(&redis.url()), &prefix, id, &[]).await);
+        nodes.push(spawn_node(Some(&redis.url()), prefix, id, &[]).await);
     }
     nodes
 }
@@ -22,7 +21,7 @@ fn urls(nodes: &[TestNode]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_spread_over_three_nodes_all_see_the_exact_total() {
     let redis = RedisServer::start().await;
-    let nodes = three_nodes(&redis, "spread").await;
+    let nodes = three_nodes(&redis, &unique_prefix("spread")).await;
     let mut clients = connect_many(&urls(&nodes), 90, TransportType::Websocket).await;
     all_show(&clients, 90).await;
     for node in &nodes {
@@ -40,7 +39,7 @@ async fn clients_spread_over_three_nodes_all_see_the_exact_total() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polling_and_mixed_transports_converge() {
     let redis = RedisServer::start().await;
-    let nodes = three_nodes(&redis, "polling").await;
+    let nodes = three_nodes(&redis, &unique_prefix("polling")).await;
     let mut clients = connect_many(&urls(&nodes), 30, TransportType::Polling).await;
     all_show(&clients, 30).await;
     clients.extend(connect_many(&urls(&nodes), 15, TransportType::Websocket).await);
@@ -51,7 +50,8 @@ async fn long_polling_and_mixed_transports_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_joins_on_all_nodes_end_at_the_truth() {
     let redis = RedisServer::start().await;
-    let nodes = three_nodes(&redis, "concurrent").await;
+    let prefix = unique_prefix("concurrent");
+    let nodes = three_nodes(&redis, &prefix).await;
     // All 150 handshakes race on all three nodes at once.
     let clients = connect_many(&urls(&nodes), 150, TransportType::Websocket).await;
     for client in &clients {
@@ -62,22 +62,14 @@ async fn concurrent_joins_on_all_nodes_end_at_the_truth() {
         );
     }
     all_show(&clients, 150).await;
-    let totals =
-        redis.cmd::<i64>(&["HLEN", &format!("{{{}}}:shares", nodes_prefix(&redis, &nodes).await)]).await;
+    let totals = redis.cmd::<i64>(&["HLEN", &format!("{{{prefix}}}:shares")]).await;
     assert_eq!(totals, 3, "one share per node");
-}
-
-/// The prefix the nodes were given, read back from Redis (one test, one prefix).
-async fn nodes_prefix(redis: &RedisServer, _nodes: &[TestNode]) -> String {
-    let keys: Vec<String> = redis.cmd(&["KEYS", "*:shares"]).await;
-    let key = keys.first().expect("a shares hash");
-    key.trim_start_matches('{').trim_end_matches("}:shares").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_gets_the_count_even_when_the_total_is_unchanged() {
     let redis = RedisServer::start().await;
-    let nodes = three_nodes(&redis, "newcomer").await;
+    let nodes = three_nodes(&redis, &unique_prefix("newcomer")).await;
     let mut clients = connect_many(&urls(&nodes), 12, TransportType::Websocket).await;
     all_show(&clients, 12).await;
     // One leaves on node a while one arrives on node b: the total stays 12.
@@ -92,7 +84,7 @@ async fn a_newcomer_gets_the_count_even_when_the_total_is_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_right_after_it_arrives_is_not_left_behind() {
     let redis = RedisServer::start().await;
-    let nodes = three_nodes(&redis, "flaky").await;
+    let nodes = three_nodes(&redis, &unique_prefix("flaky")).await;
     let watcher = connect(&nodes[0].url(), TransportType::Websocket).await;
     for round in 0..20 {
         let node = &nodes[round % 3];

@@ -217,8 +217,8 @@ pub struct ProcessNode {
 
 impl ProcessNode {
     /// Starts `rollcall serve` with `env` on a free port and waits until it is ready.
-    pub async fn start(mut env: HashMap<String, String>) -> Self {
-        Self::start_on(free_port(), std::mem::take(&mut env)).await
+    pub async fn start(env: HashMap<String, String>) -> Self {
+        Self::start_on(free_port(), env).await
     }
 
     /// Starts on a given port.
