@@ -347,17 +347,37 @@ function parseResp(buf, pos) {
 }
 
 /**
+ * Starts a process on a free port (or on `fixedPort`) and waits until `ready(proc, port)` resolves
+ * with the handle to return. A port taken by someone else between freePort() and bind shows up as
+ * an early exit saying "in use": only that is retried, on a fresh port, at most `attempts` times.
+ */
+async function onFreePort(spawn, ready, { fixedPort, attempts = 3 } = {}) {
+  let lastErr;
+  for (let attempt = 1; attempt <= (fixedPort ? 1 : attempts); attempt++) {
+    let port = fixedPort || (await freePort());
+    while (!fixedPort && port === 6379) port = await freePort();
+    const proc = spawn(port);
+    try {
+      return await ready(proc, port);
+    } catch (err) {
+      lastErr = err;
+      const diedEarly = !!proc.exitInfo;
+      await proc.stop();
+      if (!diedEarly || !/in use/i.test(proc.logs())) break;
+    }
+  }
+  throw lastErr;
+}
+
+/**
  * Starts a throwaway redis-server on a free port on 127.0.0.1 (never 6379), without persistence.
  * @returns {Promise<{url: string, port: number, pid: number, proc: Proc, command: (args: string[]) => Promise<any>, stop: () => Promise<any>}>}
  */
 export async function startRedis({ readyTimeoutMs = 10000 } = {}) {
-  let lastErr;
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    let port = await freePort();
-    while (port === 6379) port = await freePort();
+  const spawn = (port) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'rollcall-e2e-redis-'));
     defer(() => rmSync(dir, { recursive: true, force: true }));
-    const proc = spawnTracked(`redis-server:${port}`, 'redis-server', [
+    return spawnTracked(`redis-server:${port}`, 'redis-server', [
       '--port', String(port),
       '--bind', '127.0.0.1',
       '--save', '',
@@ -366,34 +386,28 @@ export async function startRedis({ readyTimeoutMs = 10000 } = {}) {
       '--dir', dir,
       '--loglevel', 'warning',
     ]);
-    try {
-      await eventually(
-        async () => {
-          if (proc.exitInfo) return true; // stop polling: it died
-          const pong = await redisCommand(port, ['PING'], { timeoutMs: 500 });
-          if (pong !== 'PONG') throw new Error(`PING -> ${pong}`);
-          return true;
-        },
-        { timeoutMs: readyTimeoutMs, intervalMs: 50, what: `redis-server on port ${port} answering PING` },
-      );
-      if (proc.exitInfo) throw new Error(`redis-server exited ${JSON.stringify(proc.exitInfo)}: ${proc.logs()}`);
-      return {
-        url: `redis://127.0.0.1:${port}`,
-        port,
-        pid: proc.pid,
-        proc,
-        command: (args) => redisCommand(port, args),
-        stop: () => proc.stop(),
-      };
-    } catch (err) {
-      lastErr = err;
-      const diedEarly = !!proc.exitInfo;
-      await proc.stop();
-      // A port taken between freePort() and bind shows up as an early exit: only that is retried.
-      if (!diedEarly || !/in use/i.test(proc.logs())) break;
-    }
-  }
-  throw lastErr;
+  };
+  const ready = async (proc, port) => {
+    await eventually(
+      async () => {
+        if (proc.exitInfo) return true; // stop polling: it died
+        const pong = await redisCommand(port, ['PING'], { timeoutMs: 500 });
+        if (pong !== 'PONG') throw new Error(`PING -> ${pong}`);
+        return true;
+      },
+      { timeoutMs: readyTimeoutMs, intervalMs: 50, what: `redis-server on port ${port} answering PING` },
+    );
+    if (proc.exitInfo) throw new Error(`redis-server exited ${JSON.stringify(proc.exitInfo)}: ${proc.logs()}`);
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      port,
+      pid: proc.pid,
+      proc,
+      command: (args) => redisCommand(port, args),
+      stop: () => proc.stop(),
+    };
+  };
+  return onFreePort(spawn, ready);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,56 +437,49 @@ export async function startNode({ redisUrl, nodeId, prefix, port: fixedPort, env
   assertBinary();
   // Start from a clean slate: no ROLLCALL_* setting leaks in from the developer's shell.
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ROLLCALL_')));
-  let lastErr;
-  for (let attempt = 1; attempt <= (fixedPort ? 1 : 3); attempt++) {
-    const port = fixedPort || (await freePort());
-    const id = nodeId || `node-${port}`;
+  const idFor = (port) => nodeId || `node-${port}`;
+  const spawn = (port) => {
     const childEnv = {
       ...base,
       ROLLCALL_PORT: String(port),
       ROLLCALL_BIND: '127.0.0.1',
-      ROLLCALL_NODE_ID: id,
+      ROLLCALL_NODE_ID: idFor(port),
       ROLLCALL_CLIENT_BUNDLE_DIR: BUNDLE_DIR,
       ROLLCALL_LOG_LEVEL: NODE_LOG_LEVEL,
       ROLLCALL_SHUTDOWN_GRACE_MS: '2000',
       ...(redisUrl ? { ROLLCALL_REDIS_URL: redisUrl, ROLLCALL_REDIS_PREFIX: prefix || uniquePrefix('node') } : {}),
       ...env,
     };
-    const proc = spawnTracked(`rollcall:${id}`, ROLLCALL_BIN, ['serve'], { env: childEnv, stopTimeoutMs: 8000 });
+    return spawnTracked(`rollcall:${idFor(port)}`, ROLLCALL_BIN, ['serve'], { env: childEnv, stopTimeoutMs: 8000 });
+  };
+  const ready = async (proc, port) => {
+    const id = idFor(port);
     const url = `http://127.0.0.1:${port}`;
-    try {
-      await eventually(
-        async () => {
-          if (proc.exitInfo) return true;
-          const res = await httpGet(`${url}/readyz`, { timeoutMs: 1000 });
-          await res.arrayBuffer();
-          if (res.status !== 200) throw new Error(`/readyz -> ${res.status}`);
-          return true;
-        },
-        { timeoutMs: readyTimeoutMs, intervalMs: 50, what: `node ${id} ready at ${url}/readyz` },
-      );
-      if (proc.exitInfo) {
-        throw new Error(`node ${id} exited before ready ${JSON.stringify(proc.exitInfo)}:\n${proc.logs().slice(-4000)}`);
-      }
-      return {
-        url,
-        port,
-        pid: proc.pid,
-        nodeId: id,
-        proc,
-        presence: () => getJson(`${url}/api/presence`),
-        stop: () => proc.stop(),
-        kill: (signal = 'SIGKILL') => proc.kill(signal),
-      };
-    } catch (err) {
-      lastErr = err;
-      const diedEarly = !!proc.exitInfo;
-      await proc.stop();
-      // A port taken between freePort() and bind shows up as an early exit: only that is retried.
-      if (!diedEarly || !/in use/i.test(proc.logs())) break;
+    await eventually(
+      async () => {
+        if (proc.exitInfo) return true;
+        const res = await httpGet(`${url}/readyz`, { timeoutMs: 1000 });
+        await res.arrayBuffer();
+        if (res.status !== 200) throw new Error(`/readyz -> ${res.status}`);
+        return true;
+      },
+      { timeoutMs: readyTimeoutMs, intervalMs: 50, what: `node ${id} ready at ${url}/readyz` },
+    );
+    if (proc.exitInfo) {
+      throw new Error(`node ${id} exited before ready ${JSON.stringify(proc.exitInfo)}:\n${proc.logs().slice(-4000)}`);
     }
-  }
-  throw lastErr;
+    return {
+      url,
+      port,
+      pid: proc.pid,
+      nodeId: id,
+      proc,
+      presence: () => getJson(`${url}/api/presence`),
+      stop: () => proc.stop(),
+      kill: (signal = 'SIGKILL') => proc.kill(signal),
+    };
+  };
+  return onFreePort(spawn, ready, { fixedPort });
 }
 
 /** Starts `n` nodes sharing one Redis and one fresh prefix. */
