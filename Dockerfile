@@ -13,20 +13,25 @@ ARG SOCKET_IO_CLIENT_VERSION=4.8.1
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 
-# 1. Dependencies only: with a placeholder main.rs/lib.rs this layer depends on nothing but
-#    Cargo.toml and Cargo.lock, so it is reused until the dependency set changes.
+# 1. Dependencies only: with placeholder sources this layer depends on nothing but the
+#    workspace's manifests and Cargo.lock, so it is reused until the dependency set changes.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+COPY node/Cargo.toml node/
+COPY swarm/Cargo.toml swarm/
+COPY wire/Cargo.toml wire/
+RUN for crate in node swarm wire; do mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; done \
+    && mkdir -p src config && echo 'fn main() {}' > src/main.rs && touch config/default.toml \
     && cargo build --release --locked \
-    && rm -rf src
+    && rm -rf src node/src swarm/src wire/src config
 
-# 2. The crate itself (config/default.toml and src/assets are embedded in the binary).
+# 2. The workspace itself (config/default.toml and node/src/assets are embedded in the binary).
 COPY config ./config
 COPY src ./src
+COPY node/src ./node/src
+COPY swarm/src ./swarm/src
+COPY wire/src ./wire/src
 # touch: make the real sources newer than the placeholder's build, whatever their mtimes.
-RUN touch src/main.rs src/lib.rs \
+RUN find src node/src swarm/src wire/src -name '*.rs' -exec touch {} + \
     && cargo build --release --locked \
     && install -D -m 0755 target/release/rollcall /out/rollcall
 

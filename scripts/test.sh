@@ -34,8 +34,8 @@ say "npm test clients (tests/e2e)"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 
 say "cargo test"
-cargo build --locked --bins
-cargo test --locked
+cargo build --locked --workspace --bins
+cargo test --workspace --locked
 
 say "end to end: official socket.io-client and Chromium"
 export ROLLCALL_BIN="$PWD/target/debug/rollcall"

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Overrides};
-use crate::startup::App;
-use crate::{shutdown, telemetry};
+use rollcall_node::config::{self, Overrides};
+use rollcall_node::startup::App;
+use rollcall_node::{shutdown, telemetry};
 
 /// rollcall: one exact live user count across a cluster of Socket.IO nodes.
 #[derive(Debug, Parser)]
@@ -25,7 +25,7 @@ enum Command {
     /// Exit 0 if a node answers its health check (for container HEALTHCHECKs).
     Healthcheck(HealthcheckArgs),
     /// Load-test nodes with many Socket.IO clients and report connect latency and convergence.
-    Swarm(crate::swarm::SwarmArgs),
+    Swarm(rollcall_swarm::SwarmArgs),
 }
 
 /// Flags of `rollcall serve`; they override every other settings layer.
@@ -118,15 +118,15 @@ fn healthcheck(url: &str) -> ExitCode {
         .enable_all()
         .build()
         .ok()
-        .and_then(|rt| rt.block_on(crate::probe::http_ok(url)).ok())
+        .and_then(|rt| rt.block_on(rollcall_node::probe::http_ok(url)).ok())
         .unwrap_or(false);
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn swarm(args: crate::swarm::SwarmArgs) -> ExitCode {
+fn swarm(args: rollcall_swarm::SwarmArgs) -> ExitCode {
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(crate::swarm::run(args)));
+        .and_then(|runtime| runtime.block_on(rollcall_swarm::run(args)));
     result.unwrap_or_else(|error| {
         eprintln!("rollcall swarm: {error:#}");
         ExitCode::FAILURE

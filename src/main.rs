@@ -1,9 +1,11 @@
-//! `rollcall`: parse the command line and hand over to the library.
+//! `rollcall`: parse the command line and hand over to the node or the load tester.
+
+mod cli;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    rollcall::cli::run(rollcall::cli::Cli::parse())
+    cli::run(cli::Cli::parse())
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rollcall::config::{self, Overrides};
+use rollcall_node::config::{self, Overrides};
 
 fn load(pairs: &[(&str, &str)]) -> Result<config::Settings, config::ConfigError> {
     let env: HashMap<String, String> =

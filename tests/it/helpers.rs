@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use rollcall::config::{self, Overrides};
-use rollcall::startup::App;
+use rollcall_node::config::{self, Overrides};
+use rollcall_node::startup::App;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use tokio::process::{Child, Command};

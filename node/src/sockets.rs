@@ -11,8 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::coordinator::{Command, Fanout};
 
-/// The event every client listens to; its one argument is the cluster count.
-pub const REFRESH_EVENT: &str = "refresh users";
+pub use rollcall_wire::REFRESH_EVENT;
 
 /// Registers the handler of namespace `/` on `io`. `open_sockets` tracks the sockets connected
 /// here, for admission control.

@@ -12,7 +12,7 @@ use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
 /// The defaults, compiled into the binary so a bare `rollcall serve` needs no files.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Prefix of the environment variables that override settings (`ROLLCALL_PORT`, ...).
 pub const ENV_PREFIX: &str = "ROLLCALL";

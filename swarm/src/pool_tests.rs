@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::client::ClientEvent;
 use super::messages::{Target, WorkerConfig};
 use super::pool::{Outcome, Pool};
-use crate::config::{self, Overrides};
-use crate::startup::App;
+use rollcall_node::config::{self, Overrides};
+use rollcall_node::startup::App;
 
 /// Starts a standalone node on a free loopback port; it stops when the token is cancelled.
 async fn start_node(stop: &CancellationToken) -> SocketAddr {

@@ -15,12 +15,12 @@ mod net;
 mod pool;
 #[cfg(test)]
 mod pool_tests;
-mod presence;
 mod progress;
 mod protocol;
 mod render;
 mod report;
 mod scenario;
+mod truth;
 mod worker;
 
 use std::process::ExitCode;

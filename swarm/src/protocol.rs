@@ -13,8 +13,7 @@ pub const PONG: &str = "3";
 pub const CONNECT_MAIN: &str = "40";
 /// The Socket.IO packet that leaves the main namespace `/`.
 pub const DISCONNECT_MAIN: &str = "41";
-/// The event whose integer payload is the presence total.
-pub const REFRESH_EVENT: &str = "refresh users";
+pub use rollcall_wire::REFRESH_EVENT;
 
 /// Why a text packet could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

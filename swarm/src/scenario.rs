@@ -8,9 +8,9 @@ use anyhow::bail;
 use super::fleet::Fleet;
 use super::messages::{Command, Event, PhaseDone, WorkerConfig, WorkerReport};
 use super::net;
-use super::presence::Presence;
 use super::progress::Progress;
 use super::report::{Ending, Report, RunState, Settle};
+use super::truth::Presence;
 use super::{Scenario, SwarmArgs};
 
 /// How often convergence is checked.
@@ -212,7 +212,7 @@ async fn collect(fleet: &mut Fleet) -> Vec<WorkerReport> {
     match tokio::time::timeout(REPORT_TIMEOUT, gather).await {
         Ok(Ok(reports)) => reports,
         Ok(Err(error)) => {
-            tracing::warn!(%error, "swarm workers sent no report");
+            eprintln!("rollcall swarm: workers sent no report: {error:#}");
             Vec::new()
         }
         Err(_) => Vec::new(),
