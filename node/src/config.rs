@@ -39,6 +39,7 @@ pub struct Settings {
     pub ping_timeout_ms: u64,
     pub client_bundle_dir: PathBuf,
     pub client_version: String,
+    pub worker_threads: usize,
     pub shutdown_grace_ms: u64,
     pub log_format: LogFormat,
     pub log_level: String,
