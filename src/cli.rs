@@ -97,8 +97,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         match telemetry::init(&settings, &node_id) {
             Ok(telemetry) => telemetry,
             Err(error) => {
-                eprintln!("rollcall: {error}");
-                return ExitCode::from(2);
+                eprintln!("rollcall: cannot start telemetry: {error:#}");
+                return ExitCode::FAILURE;
             }
         }
     };

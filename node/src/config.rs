@@ -44,6 +44,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub otlp_endpoint: String,
+    /// `RUST_LOG` from the environment map, when set: it wins over `log_level`.
+    #[serde(skip)]
+    pub rust_log: Option<String>,
 }
 
 /// How log lines are written.
@@ -103,6 +106,14 @@ impl Settings {
         format!("{host}-{}", std::process::id())
     }
 
+    /// The log filter in effect: `RUST_LOG` when set, else `log_level`, and the key it came from.
+    pub fn log_filter(&self) -> (&'static str, &str) {
+        match &self.rust_log {
+            Some(directives) => ("RUST_LOG", directives),
+            None => ("log_level", &self.log_level),
+        }
+    }
+
     /// Helper: a `*_ms` setting as a [`Duration`].
     pub fn ms(value: u64) -> Duration {
         Duration::from_millis(value)
@@ -135,6 +146,7 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
     let mut settings: Settings = builder.build()?.try_deserialize()?;
     // `try_parsing` turns an all-digit id into a number and back; keep what the user typed.
     settings.node_id = settings.node_id.trim().to_owned();
+    settings.rust_log = env.get("RUST_LOG").filter(|directives| !directives.trim().is_empty()).cloned();
     validate(&settings)?;
     Ok(settings)
 }
@@ -194,8 +206,45 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.node_id.contains(char::is_whitespace) {
         return Err(invalid("node_id", "must not contain whitespace"));
     }
-    if s.cors_origins.is_empty() {
+    validate_origins(&s.cors_origins)?;
+    let (key, filter) = s.log_filter();
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| ConfigError::Invalid { key, problem: format!("{filter:?} is not a log filter: {e}") })?;
+    validate_endpoint("otlp_endpoint", &s.otlp_endpoint)?;
+    Ok(())
+}
+
+/// `"*"`, or origins such as `https://example.com` or `http://localhost:8080`.
+fn validate_origins(origins: &[String]) -> Result<(), ConfigError> {
+    if origins.is_empty() {
         return Err(invalid("cors_origins", "list at least one origin, or \"*\""));
     }
+    for origin in origins.iter().filter(|o| *o != "*") {
+        let uri: Option<axum::http::Uri> = origin.parse().ok();
+        let is_origin = uri.as_ref().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some()
+                && u.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+        });
+        if !is_origin || axum::http::HeaderValue::from_str(origin).is_err() {
+            return Err(invalid(
+                "cors_origins",
+                format!("{origin:?} is not an origin (scheme://host[:port], e.g. https://example.com)"),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Empty (off), or an `http://` / `https://` URL with a host.
+fn validate_endpoint(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(());
+    }
+    let uri: Option<axum::http::Uri> = value.parse().ok();
+    match uri {
+        Some(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => Ok(()),
+        _ => Err(invalid(key, format!("{value:?} is not an http:// or https:// URL"))),
+    }
 }

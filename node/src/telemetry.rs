@@ -30,14 +30,10 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over `log_level`.
-/// Must run inside a Tokio runtime when OTLP export is on.
+/// Installs the global subscriber, with the filter `config::load` validated (`RUST_LOG` from the
+/// environment map wins over `log_level`). Must run inside a Tokio runtime when OTLP export is on.
 pub fn init(settings: &Settings, node_id: &str) -> anyhow::Result<Telemetry> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
-        _ => EnvFilter::try_new(&settings.log_level)
-            .map_err(|e| anyhow::anyhow!("configuration error: key `log_level`: {e}"))?,
-    };
+    let filter = EnvFilter::try_new(settings.log_filter().1)?;
     let provider = otlp_provider(settings, node_id)?;
     // The connect/disconnect/flush/reap spans are at debug level: exported when OTLP is on,
     // never formatted into the logs (which would cost a line per connect).
@@ -70,7 +66,7 @@ fn otlp_provider(settings: &Settings, node_id: &str) -> anyhow::Result<Option<Sd
         .with_endpoint(endpoint)
         .with_timeout(Duration::from_secs(3))
         .build()
-        .map_err(|e| anyhow::anyhow!("configuration error: key `otlp_endpoint`: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the OTLP exporter for {endpoint}: {e}"))?;
     let resource = Resource::builder()
         .with_service_name("rollcall")
         .with_attribute(KeyValue::new("service.instance.id", node_id.to_owned()))

@@ -23,6 +23,12 @@ fn each_bad_value_is_reported_with_its_key() {
         ("ROLLCALL_LOG_FORMAT", "xml", "log_format"),
         ("ROLLCALL_MAX_CONNECTIONS", "0", "max_connections"),
         ("ROLLCALL_REDIS_PREFIX", "a{b}", "redis_prefix"),
+        ("ROLLCALL_CORS_ORIGINS", "not an origin", "cors_origins"),
+        ("ROLLCALL_CORS_ORIGINS", "https://ok.example,ftp://x", "cors_origins"),
+        ("ROLLCALL_LOG_LEVEL", "info,=[", "log_level"),
+        ("RUST_LOG", "rollcall=[bad", "RUST_LOG"),
+        ("ROLLCALL_OTLP_ENDPOINT", "localhost:4317", "otlp_endpoint"),
+        ("ROLLCALL_WORKER_THREADS", "-1", "worker_threads"),
     ];
     for (key, value, named) in cases {
         let error = load(&[(key, value)]).expect_err(&format!("{key}={value} must be refused")).to_string();
