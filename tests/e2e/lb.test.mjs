@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -27,8 +27,6 @@ useE2E();
 // ROLLCALL_LB_SCRIPT overrides the script (e.g. to try a draft); the default is the repo's own.
 const LB_SCRIPT = process.env.ROLLCALL_LB_SCRIPT || path.join(REPO_ROOT, 'scripts', 'lb-config.sh');
 
-// LB-SKIP: skipped only while scripts/lb-config.sh has not landed yet; remove once it has.
-const skip = existsSync(LB_SCRIPT) ? false : `${path.relative(REPO_ROOT, LB_SCRIPT)} does not exist yet`;
 
 /** Writes the script's HAProxy config for the given ports, checks it, and runs haproxy -db. */
 async function startHaproxy(lbPort, nodePorts) {
@@ -46,7 +44,7 @@ async function startHaproxy(lbPort, nodePorts) {
   return { url, proc };
 }
 
-test('60 clients through HAProxy (30 WebSocket, 30 long-polling) see one count', { skip, timeout: 60000 }, async () => {
+test('60 clients through HAProxy (30 WebSocket, 30 long-polling) see one count', { timeout: 60000 }, async () => {
   const redis = await startRedis();
   const { nodes } = await startCluster(redis, 3, { tag: 'lb' });
   const lbPort = await freePort();

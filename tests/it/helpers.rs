@@ -22,10 +22,45 @@ use tokio_util::sync::CancellationToken;
 /// Default deadline for convergence checks.
 pub const CONVERGE: Duration = Duration::from_secs(15);
 
-/// A port nobody listens on right now (never 6379: the OS hands out ephemeral ports).
+/// A port nobody listens on right now (never 6379: the OS hands out ephemeral ports). Another
+/// process may take it before ours binds it: start servers through [`on_free_port`].
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
+}
+
+/// Starts a server on a free port, trying another port (up to 3 in all) when the one picked
+/// was taken between [`free_port`] and the server's bind. `start` returns `None` when the server
+/// exited before it was ready.
+pub async fn on_free_port<T, Fut>(what: &str, mut start: impl FnMut(u16) -> Fut) -> T
+where
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..3 {
+        if let Some(server) = start(free_port()).await {
+            return server;
+        }
+    }
+    panic!("{what} exited before it was ready on three free ports in a row");
+}
+
+/// Waits until `ready` holds or `child` exits; `false` when it exited first.
+async fn ready_or_exited<F, Fut>(child: &mut Child, what: &str, mut ready: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if ready().await {
+            return true;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "timed out after 15s waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A key prefix no other test uses, so tests can share nothing by accident.
@@ -60,21 +95,24 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts an empty server without persistence and waits until it answers PING.
     pub async fn start() -> Self {
-        Self::start_on(free_port()).await
+        on_free_port("redis-server", Self::try_start_on).await
     }
 
     /// Starts on a given port (to restart "the same" Redis after a crash).
     pub async fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
+        Self::try_start_on(port).await.unwrap_or_else(|| panic!("redis-server exited on port {port}"))
+    }
+
+    async fn try_start_on(port: u16) -> Option<Self> {
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server must be installed (the test script installs it)");
-        let server = Self { child: Some(child), port };
-        let client = redis::Client::open(server.url()).expect("redis url");
-        eventually("redis-server answers PING", Duration::from_secs(10), || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("redis url");
+        let answers = ready_or_exited(&mut child, "redis-server answers PING", || {
             let client = client.clone();
             async move {
                 match client.get_multiplexed_async_connection().await {
@@ -84,7 +122,7 @@ impl RedisServer {
             }
         })
         .await;
-        server
+        answers.then(|| Self { child: Some(child), port })
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -218,12 +256,16 @@ pub struct ProcessNode {
 impl ProcessNode {
     /// Starts `rollcall serve` with `env` on a free port and waits until it is ready.
     pub async fn start(env: HashMap<String, String>) -> Self {
-        Self::start_on(free_port(), env).await
+        on_free_port("rollcall serve", |port| Self::try_start_on(port, env.clone())).await
     }
 
     /// Starts on a given port.
     pub async fn start_on(port: u16, env: HashMap<String, String>) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        Self::try_start_on(port, env).await.unwrap_or_else(|| panic!("rollcall exited on port {port}"))
+    }
+
+    async fn try_start_on(port: u16, env: HashMap<String, String>) -> Option<Self> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .arg("serve")
             .env_clear()
             .envs(env)
@@ -233,14 +275,13 @@ impl ProcessNode {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn rollcall");
-        let node = Self { child, port };
-        let url = format!("{}/readyz", node.url());
-        eventually("process node is ready", Duration::from_secs(15), || {
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        let ready = ready_or_exited(&mut child, "process node is ready", || {
             let url = url.clone();
             async move { reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) }
         })
         .await;
-        node
+        ready.then(|| Self { child, port })
     }
 
     /// `http://127.0.0.1:<port>`.
