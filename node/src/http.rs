@@ -10,31 +10,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
-use tokio::sync::watch;
+use rollcall_wire::PresenceDocument;
 
 use crate::bundle::{self, ClientBundle};
-use crate::coordinator::View;
 use crate::metrics::Metrics;
-use crate::presence::PresenceBackend;
+use crate::readmodel::{ReadModel, Readiness};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct HttpState {
-    /// This node's id.
-    pub node_id: Arc<str>,
-    /// The coordinator's latest state.
-    pub view: watch::Receiver<View>,
+    /// The coordinator's latest state and the live nodes.
+    pub model: ReadModel,
     /// Set when shutdown begins: readiness fails and new handshakes are refused.
     pub draining: Arc<AtomicBool>,
     /// Sockets currently connected to this node (kept by the Socket.IO glue).
     pub open_sockets: Arc<AtomicUsize>,
     /// Refuse new sockets at this many.
     pub max_connections: usize,
-    /// The count's backend, for the cluster view.
-    pub backend: Arc<dyn PresenceBackend>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// The socket.io-client bundle.
@@ -66,35 +60,19 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     if state.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
-    } else if !state.view.borrow().started {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
-    } else {
-        "ready".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    match state.model.readiness() {
+        Readiness::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
+        Readiness::Ready { degraded: false } => "ready".into_response(),
+        Readiness::Ready { degraded: true } => {
+            "ready (degraded: the backend cannot be reached)".into_response()
+        }
     }
 }
 
-async fn presence(State(state): State<HttpState>) -> Json<serde_json::Value> {
-    let view = *state.view.borrow();
-    Json(presence_document(&state.node_id, view, state.backend.as_ref()).await)
-}
-
-/// The `/api/presence` document: this node's view plus the live nodes read from the backend
-/// (`null` when the backend cannot be reached).
-pub async fn presence_document(
-    node_id: &str,
-    view: View,
-    backend: &dyn PresenceBackend,
-) -> serde_json::Value {
-    let nodes = backend.nodes().await.map_or(serde_json::Value::Null, |nodes| json!(nodes));
-    json!({
-        "users": view.users,
-        "node": node_id,
-        "local": view.local,
-        "mode": backend.mode(),
-        "degraded": view.degraded,
-        "nodes": nodes,
-    })
+async fn presence(State(state): State<HttpState>) -> Json<PresenceDocument> {
+    Json(state.model.presence())
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

@@ -11,6 +11,7 @@
 //! - [`metrics`] holds the Prometheus registry; [`shutdown`] the stop signal; [`probe`] a
 //!   minimal HTTP GET for health checks.
 
+pub mod backoff;
 pub mod bundle;
 pub mod config;
 pub mod coordinator;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod presence;
 pub mod probe;
+pub mod readmodel;
 pub mod shutdown;
 pub mod sockets;
 pub mod startup;

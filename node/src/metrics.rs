@@ -13,7 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 /// Label of the Redis metrics: which operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
-    /// `write_share`, `deregister`, `nodes`, `subscribe`.
+    /// `write_share`, `deregister`, `subscribe`.
     pub operation: &'static str,
 }
 

@@ -16,11 +16,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::bundle::ClientBundle;
 use crate::config::Settings;
-use crate::coordinator::{Coordinator, Timing};
+use crate::coordinator::{Coordinator, PacingPolicy, Timing};
 use crate::dashboard;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::presence::{MemoryBackend, PresenceBackend, RedisBackend, RedisOptions};
+use crate::readmodel::ReadModel;
 use crate::sockets::{self, SocketIoFanout};
 
 /// A node, bound to its port and ready to run.
@@ -29,51 +30,50 @@ pub struct App {
     router: Router,
     io: SocketIo,
     coordinator: Coordinator,
-    dashboard: dashboard::Source,
+    model: ReadModel,
     draining: Arc<AtomicBool>,
     node_id: String,
     shutdown_grace: Duration,
 }
 
 impl App {
-    /// Binds the listener (port 0 picks a free port) and wires every part of the node.
+    /// Binds the listener (port 0 picks a free port) and wires every part of the node, with the
+    /// backend the settings choose.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let node_id = settings.node_id_or_default();
         let backend = backend_from(settings, metrics.clone())?;
+        Self::build_with(settings, backend, metrics).await
+    }
+
+    /// Like [`App::build`], on a given backend: several nodes of one process can share one.
+    pub async fn build_with(
+        settings: &Settings,
+        backend: Arc<dyn PresenceBackend>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let node_id = settings.node_id_or_default();
         let (socket_io_svc, io) = socket_io(settings).build_svc();
         let open_sockets = Arc::new(AtomicUsize::new(0));
-        let timing = Timing {
-            flush_interval: Settings::ms(settings.flush_interval_ms),
-            emit_interval: Settings::ms(settings.emit_interval_ms),
-            max_fanout_per_sec: settings.max_fanout_per_sec,
-            heartbeat_interval: Settings::ms(settings.heartbeat_interval_ms),
-        };
         let fanout = Arc::new(SocketIoFanout(io.clone()));
-        let (coordinator, commands, view) =
-            Coordinator::new(node_id.clone(), backend.clone(), fanout, metrics.clone(), timing);
+        let mode = backend.mode();
+        let (coordinator, commands, state) =
+            Coordinator::new(node_id.clone(), backend, fanout, metrics.clone(), timing(settings));
+        let model = ReadModel::new(node_id.as_str().into(), mode, state);
         sockets::register(&io, commands, open_sockets.clone());
-        let dashboard = dashboard::Source {
-            node_id: node_id.as_str().into(),
-            view: view.clone(),
-            backend: backend.clone(),
-        };
-        dashboard::register(&io, dashboard.clone());
+        dashboard::register(&io, model.clone());
         let draining = Arc::new(AtomicBool::new(false));
         let state = HttpState {
-            node_id: node_id.as_str().into(),
-            view,
+            model: model.clone(),
             draining: draining.clone(),
             open_sockets,
             max_connections: settings.max_connections,
-            backend,
             metrics,
             bundle: ClientBundle::load(&settings.client_bundle_dir, &settings.client_version),
         };
         let router = http::routes(state.clone())
             .route_service("/socket.io/", socket_io_svc)
             .layer(axum::middleware::from_fn_with_state(state, http::admission))
-            .layer(cors(&settings.cors_origins)?);
+            .layer(cors(&settings.cors_origins));
         let ip: IpAddr = settings.bind.parse()?;
         let listener = TcpListener::bind(SocketAddr::new(ip, settings.port))
             .await
@@ -83,7 +83,7 @@ impl App {
             router,
             io,
             coordinator,
-            dashboard,
+            model,
             draining,
             node_id,
             shutdown_grace: Settings::ms(settings.shutdown_grace_ms),
@@ -104,7 +104,7 @@ impl App {
     /// readiness fails, the listener stops, this node's share leaves the count in one step,
     /// and local clients are disconnected so they reconnect to another node.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { listener, router, io, coordinator, dashboard, draining, node_id, shutdown_grace } = self;
+        let Self { listener, router, io, coordinator, model, draining, node_id, shutdown_grace } = self;
         tracing::info!(node = %node_id, addr = %listener.local_addr()?, "serving");
         let stop_accepting = CancellationToken::new();
         let stop_counting = CancellationToken::new();
@@ -112,7 +112,7 @@ impl App {
             axum::serve(listener, router).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let server = tokio::spawn(server.into_future());
         let counting = tokio::spawn(coordinator.run(stop_counting.clone()));
-        tokio::spawn(dashboard::feed(io.clone(), dashboard, stop_counting.clone()));
+        tokio::spawn(dashboard::feed(io.clone(), model, stop_counting.clone()));
         shutdown.await;
         draining.store(true, Ordering::Relaxed);
         tracing::info!(node = %node_id, grace = ?shutdown_grace, "draining");
@@ -147,6 +147,17 @@ fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Ar
     })
 }
 
+fn timing(settings: &Settings) -> Timing {
+    Timing {
+        flush_interval: Settings::ms(settings.flush_interval_ms),
+        pacing: PacingPolicy {
+            emit_interval: Settings::ms(settings.emit_interval_ms),
+            max_fanout_per_sec: settings.max_fanout_per_sec,
+        },
+        heartbeat_interval: Settings::ms(settings.heartbeat_interval_ms),
+    }
+}
+
 fn socket_io(settings: &Settings) -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
         .max_payload(settings.max_payload)
@@ -157,22 +168,16 @@ fn socket_io(settings: &Settings) -> socketioxide::SocketIoBuilder {
         .connect_timeout(Duration::from_secs(10))
 }
 
-fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
+/// CORS for the long-polling transport and the bundle. `config::validate` has checked every
+/// origin already, so none is dropped here.
+fn cors(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        let list = origins
-            .iter()
-            .map(|o| {
-                HeaderValue::from_str(o).map_err(|_| {
-                    anyhow::anyhow!("configuration error: key `cors_origins`: {o:?} is not a valid origin")
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        AllowOrigin::list(list)
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    Ok(CorsLayer::new()
+    CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([axum::http::header::CONTENT_TYPE]))
+        .allow_headers([axum::http::header::CONTENT_TYPE])
 }

@@ -3,6 +3,7 @@
 //! The node shows `cluster total - this node's share as counted in that total + local sockets`.
 //! So a newcomer sees itself at once, a node cut off from Redis keeps adjusting the last total it
 //! knew by its own joins and leaves, and once the node's write lands the two terms cancel out.
+//! Before the first authoritative total there is nothing to adjust, so nothing is shown.
 
 use crate::presence::Snapshot;
 
@@ -45,10 +46,10 @@ impl Tally {
         self.cluster.map_or(0, |s| s.version)
     }
 
-    /// What clients of this node should see now.
-    pub fn displayed(&self) -> i64 {
-        let cluster = self.cluster.map_or(0, |s| s.total);
-        (cluster - self.share_in_cluster + self.local).max(self.local)
+    /// What clients of this node should see now: `None` until one authoritative total has been
+    /// accepted, because a node that never heard from the backend has no number to show.
+    pub fn displayed(&self) -> Option<i64> {
+        self.cluster.map(|cluster| (cluster.total - self.share_in_cluster + self.local).max(self.local))
     }
 
     /// True when the backend does not hold this node's current share.
@@ -106,10 +107,10 @@ mod tests {
         let mut tally = Tally::new();
         tally.written(0, snap(7, 3));
         tally.join();
-        assert_eq!(tally.displayed(), 8);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 8);
         assert!(tally.needs_write());
         tally.written(1, snap(8, 4));
-        assert_eq!(tally.displayed(), 8);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 8);
         assert!(!tally.needs_write());
     }
 
@@ -119,9 +120,9 @@ mod tests {
         assert!(tally.observe(snap(5, 10)));
         assert!(!tally.observe(snap(4, 9)));
         assert!(!tally.observe(snap(4, 10)));
-        assert_eq!(tally.displayed(), 5);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 5);
         assert!(tally.observe(snap(6, 11)));
-        assert_eq!(tally.displayed(), 6);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 6);
     }
 
     #[test]
@@ -134,7 +135,7 @@ mod tests {
         // back while our write was in flight, so the reply comes first.
         assert!(!tally.written(2, snap(12, 2)));
         assert!(tally.observe(snap(13, 3)));
-        assert_eq!(tally.displayed(), 13);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 13);
     }
 
     #[test]
@@ -143,7 +144,7 @@ mod tests {
         tally.written(0, snap(10, 5));
         assert!(tally.observe(snap(-3, 1_000_000)), "a forged announcement is accepted at first");
         assert!(tally.written(0, snap(10, 6)), "the next write's reply rewinds it");
-        assert_eq!(tally.displayed(), 10);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 10);
         assert!(tally.observe(snap(11, 7)), "and genuine announcements flow again");
     }
 
@@ -157,7 +158,7 @@ mod tests {
         tally.leave();
         tally.leave();
         tally.join();
-        assert_eq!(tally.displayed(), 29);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 29);
     }
 
     #[test]
@@ -167,7 +168,16 @@ mod tests {
         tally.join();
         tally.leave();
         assert!(!tally.needs_write());
-        assert_eq!(tally.displayed(), 4);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 4);
+    }
+
+    #[test]
+    fn shows_nothing_before_the_first_total() {
+        let mut tally = Tally::new();
+        tally.join();
+        assert_eq!(tally.displayed(), None);
+        assert!(tally.observe(snap(9, 1)));
+        assert_eq!(tally.displayed(), Some(10));
     }
 
     #[test]
@@ -176,6 +186,6 @@ mod tests {
         tally.written(0, snap(0, 1));
         tally.join();
         assert!(tally.observe(snap(0, 2)));
-        assert_eq!(tally.displayed(), 1);
+        assert_eq!(tally.displayed().unwrap_or(i64::MIN), 1);
     }
 }

@@ -15,6 +15,16 @@ fn measured(what: &str, since: Instant) {
     eprintln!("MEASURED {what}: {} ms", since.elapsed().as_millis());
 }
 
+/// `rollcall_redis_errors_total{operation="write_share"}` of a node.
+async fn write_failures(base: &str) -> f64 {
+    let metrics = reqwest::get(format!("{base}/metrics")).await.expect("metrics").text().await.expect("text");
+    metrics
+        .lines()
+        .find(|l| l.starts_with("rollcall_redis_errors_total{operation=\"write_share\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn degraded(base: &str) -> bool {
     presence(base).await["degraded"] == true
 }
@@ -225,4 +235,31 @@ async fn a_rolling_restart_ends_with_the_exact_count() {
     for node in &nodes {
         assert_eq!(presence(&node.url()).await["users"], 120);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_reached_redis_shows_no_number_until_it_does() {
+    let port = crate::helpers::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = unique_prefix("never");
+    // Ready while Redis is down: an outage must not take a whole fleet out of its load balancer.
+    let node = spawn_node(Some(&url), &prefix, "early", &[]).await;
+    let presence_before = node.presence().await;
+    assert_eq!(presence_before["users"], serde_json::Value::Null, "{presence_before}");
+    assert_eq!(presence_before["degraded"], true);
+    let client = connect(&node.url(), TransportType::Websocket).await;
+    assert_eq!(node.presence().await["local"], 1);
+    // Let the node fail two more writes with the client connected: still nothing to show.
+    let failed = write_failures(&node.url()).await;
+    eventually("two more failed writes", CONVERGE, || async {
+        write_failures(&node.url()).await >= failed + 2.0
+    })
+    .await;
+    assert_eq!(client.last(), None, "no number without an authoritative total");
+
+    let _redis = RedisServer::start_on(port).await;
+    let back = Instant::now();
+    all_show(&[client], 1).await;
+    measured("first count after Redis became reachable", back);
+    assert_eq!(node.presence().await["users"], 1);
 }

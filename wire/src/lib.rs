@@ -10,8 +10,9 @@ pub const REFRESH_EVENT: &str = "refresh users";
 /// `GET /api/presence`: what one node shows and knows about the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceDocument {
-    /// The count `refresh users` carries.
-    pub users: i64,
+    /// The count `refresh users` carries; `null` until the node has heard the cluster's total
+    /// once (it shows no number before that).
+    pub users: Option<i64>,
     /// The id of the node that answered.
     pub node: String,
     /// Sockets connected to that node.
@@ -20,7 +21,7 @@ pub struct PresenceDocument {
     pub mode: String,
     /// True while the node cannot reach its backend.
     pub degraded: bool,
-    /// The live nodes, `None` when the node has not heard from the backend yet.
+    /// The live nodes as of this node's last successful write; `null` before the first one.
     pub nodes: Option<Vec<NodeDocument>>,
 }
 

@@ -27,6 +27,17 @@ impl State {
         Snapshot { total: self.shares.values().map(|(share, _)| share).sum(), version: self.version }
     }
 
+    fn nodes(&self) -> Vec<NodeInfo> {
+        self.shares
+            .iter()
+            .map(|(id, (users, at))| NodeInfo {
+                id: id.clone(),
+                users: *users,
+                heartbeat_age_ms: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect()
+    }
+
     /// Bumps the version and tells every subscriber; drops the ones that went away.
     fn announce(&mut self, floor: u64) -> Snapshot {
         self.version = self.version.max(floor) + 1;
@@ -62,27 +73,13 @@ impl PresenceBackend for MemoryBackend {
             Some((old, _)) if old == share => state.snapshot(),
             _ => state.announce(floor),
         };
-        let nodes_alive = u32::try_from(state.shares.len()).unwrap_or(u32::MAX);
-        Ok(ShareWrite { snapshot, restored: previous.is_none(), reaped: 0, nodes_alive })
+        Ok(ShareWrite { snapshot, restored: previous.is_none(), reaped: 0, nodes: state.nodes() })
     }
 
     async fn deregister(&self, node: &str, floor: u64) -> Result<Snapshot, BackendError> {
         let mut state = self.lock();
         state.shares.remove(node);
         Ok(state.announce(floor))
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
-        let state = self.lock();
-        Ok(state
-            .shares
-            .iter()
-            .map(|(id, (users, at))| NodeInfo {
-                id: id.clone(),
-                users: *users,
-                heartbeat_age_ms: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
-            })
-            .collect())
     }
 
     fn subscribe(&self, events: mpsc::Sender<BackendEvent>) {

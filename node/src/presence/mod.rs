@@ -8,7 +8,6 @@
 
 mod memory;
 mod redis;
-mod scripts;
 
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ pub struct Snapshot {
 }
 
 /// What a share write did, besides producing the current snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareWrite {
     /// The total right after the write (or the current one, if nothing changed).
     pub snapshot: Snapshot,
@@ -38,8 +37,8 @@ pub struct ShareWrite {
     pub restored: bool,
     /// Dead nodes whose shares this write removed.
     pub reaped: u32,
-    /// Live nodes after the write, this one included.
-    pub nodes_alive: u32,
+    /// The live nodes after the write, this one included.
+    pub nodes: Vec<NodeInfo>,
 }
 
 /// A live node as the backend sees it.
@@ -87,13 +86,11 @@ pub trait PresenceBackend: Send + Sync + 'static {
     /// Heartbeats `node`, sets its share, removes the shares of expired nodes, and announces
     /// the new total to every subscriber if it changed — all in one atomic step. `floor` is the
     /// highest version the caller has seen: a backend that lost its data resumes above it.
+    /// The reply is authoritative, and lists the live nodes (so nothing else reads them).
     async fn write_share(&self, node: &str, share: i64, floor: u64) -> Result<ShareWrite, BackendError>;
 
     /// Removes `node` and its share at once, announcing the drop (graceful shutdown).
     async fn deregister(&self, node: &str, floor: u64) -> Result<Snapshot, BackendError>;
-
-    /// The live nodes and their shares.
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError>;
 
     /// Starts delivering [`BackendEvent`]s into `events` until the receiver is dropped.
     fn subscribe(&self, events: mpsc::Sender<BackendEvent>);

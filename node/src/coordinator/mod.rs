@@ -3,7 +3,12 @@
 //!
 //! Being a single task is what keeps per-client order: the greeting of a newcomer and every
 //! broadcast leave from here, one after the other, so no client sees an older count after a
-//! newer one.
+//! newer one. The backend and the fan-out come from outside, so the whole loop is tested with
+//! an in-memory backend and paused time (`tests.rs`).
+
+mod pacing;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -17,16 +22,20 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use self::pacing::Pacer;
+pub use self::pacing::PacingPolicy;
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::presence::{BackendError, BackendEvent, PresenceBackend, ShareWrite};
+use crate::readmodel::NodeState;
 use crate::tally::Tally;
 
-/// Sends the count to one newcomer; called once, from the coordinator task.
+/// Sends the count to one newcomer; called at most once, from the coordinator task.
 pub type Greeting = Box<dyn FnOnce(i64) + Send>;
 
 /// A change in this node's set of sockets.
 pub enum Command {
-    /// Socket `id` connected; greet it with the current count.
+    /// Socket `id` connected; greet it with the current count (if one is known yet).
     Join {
         /// Node-local id of the socket.
         id: u64,
@@ -47,36 +56,18 @@ pub trait Fanout: Send + Sync + 'static {
     async fn broadcast(&self, users: i64);
 }
 
-/// What HTTP handlers may read about the coordinator's state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct View {
-    /// The cluster count this node shows.
-    pub users: i64,
-    /// Sockets on this node.
-    pub local: i64,
-    /// The backend could not be reached on the last try.
-    pub degraded: bool,
-    /// The first write to the backend has been attempted (successfully or not).
-    pub started: bool,
-}
-
 /// Pacing of the coordinator, from the settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// Gather joins and leaves for this long before writing.
     pub flush_interval: Duration,
-    /// Minimum time between two broadcasts.
-    pub emit_interval: Duration,
-    /// Upper bound on messages per second this node fans out.
-    pub max_fanout_per_sec: u64,
+    /// Broadcast pacing.
+    pub pacing: PacingPolicy,
     /// Write (and so heartbeat) at least this often.
     pub heartbeat_interval: Duration,
 }
 
 type WriteFuture = Pin<Box<dyn Future<Output = (i64, Result<ShareWrite, BackendError>)> + Send>>;
-
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_CAP: Duration = Duration::from_secs(1);
 
 /// The coordinator task's state. Built by [`Coordinator::new`], consumed by [`Coordinator::run`].
 pub struct Coordinator {
@@ -86,7 +77,7 @@ pub struct Coordinator {
     metrics: Arc<Metrics>,
     timing: Timing,
     commands: mpsc::UnboundedReceiver<Command>,
-    view: watch::Sender<View>,
+    state: watch::Sender<NodeState>,
     tally: Tally,
     sockets: HashSet<u64>,
     in_flight: Option<WriteFuture>,
@@ -95,22 +86,22 @@ pub struct Coordinator {
     held_back: Vec<BackendEvent>,
     last_write: Option<Instant>,
     retry_at: Instant,
-    retry_delay: Duration,
-    last_emitted: Option<i64>,
-    last_emit_at: Instant,
+    backoff: Backoff,
+    pacer: Pacer,
 }
 
 impl Coordinator {
-    /// A coordinator and the two ends other parts of the node use: the command sender and the view.
+    /// A coordinator and the two ends other parts of the node use: the command sender and the
+    /// state the read model shows.
     pub fn new(
         node_id: String,
         backend: Arc<dyn PresenceBackend>,
         fanout: Arc<dyn Fanout>,
         metrics: Arc<Metrics>,
         timing: Timing,
-    ) -> (Self, mpsc::UnboundedSender<Command>, watch::Receiver<View>) {
+    ) -> (Self, mpsc::UnboundedSender<Command>, watch::Receiver<NodeState>) {
         let (tx, commands) = mpsc::unbounded_channel();
-        let (view, view_rx) = watch::channel(View::default());
+        let (state, state_rx) = watch::channel(NodeState::default());
         let now = Instant::now();
         let coordinator = Self {
             node_id,
@@ -119,18 +110,17 @@ impl Coordinator {
             metrics,
             timing,
             commands,
-            view,
+            state,
             tally: Tally::new(),
             sockets: HashSet::new(),
             in_flight: None,
             held_back: Vec::new(),
             last_write: None,
             retry_at: now,
-            retry_delay: RETRY_FIRST,
-            last_emitted: None,
-            last_emit_at: now,
+            backoff: Backoff::for_backend(),
+            pacer: Pacer::new(now),
         };
-        (coordinator, tx, view_rx)
+        (coordinator, tx, state_rx)
     }
 
     /// Runs until `stop` is cancelled, then gives this node's share back in one step.
@@ -139,8 +129,9 @@ impl Coordinator {
         self.backend.subscribe(events_tx);
         let mut flush = tokio::time::interval(self.timing.flush_interval);
         flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Checked often, so a due emit waits at most one flush interval past `emit_interval`.
-        let mut emit = tokio::time::interval(self.timing.emit_interval.min(self.timing.flush_interval));
+        // Checked often, so a due emit waits at most one flush interval past its time.
+        let check_every = self.timing.pacing.emit_interval.min(self.timing.flush_interval);
+        let mut emit = tokio::time::interval(check_every);
         emit.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -164,12 +155,11 @@ impl Coordinator {
                     self.tally.join();
                     self.metrics.connects.inc();
                 }
-                let users = self.tally.displayed();
-                greet(users);
-                // This client now holds a value the others may not: make sure the next tick
-                // broadcasts, so whatever the count settles at reaches the newcomer too.
-                if self.last_emitted != Some(users) {
-                    self.last_emitted = None;
+                // Before the first authoritative total there is no number to greet with; the
+                // first broadcast after it reaches this socket too.
+                if let Some(users) = self.tally.displayed() {
+                    greet(users);
+                    self.pacer.greeted(users);
                 }
             }
             Command::Leave { id } => {
@@ -180,7 +170,7 @@ impl Coordinator {
                 }
             }
         }
-        self.publish_view();
+        self.publish_state();
     }
 
     fn on_event(&mut self, event: BackendEvent) {
@@ -198,7 +188,7 @@ impl Coordinator {
             BackendEvent::Subscribed => self.last_write = None,
             BackendEvent::Unsubscribed => {}
         }
-        self.publish_view();
+        self.publish_state();
     }
 
     fn maybe_write(&mut self) {
@@ -222,92 +212,96 @@ impl Coordinator {
 
     fn on_written(&mut self, share: i64, result: Result<ShareWrite, BackendError>) {
         self.in_flight = None;
-        let was_degraded = self.view.borrow().degraded;
         match result {
-            Ok(write) => {
-                let first = self.last_write.is_none() && !self.view.borrow().started;
-                self.last_write = Some(Instant::now());
-                self.retry_delay = RETRY_FIRST;
-                if self.tally.written(share, write.snapshot) {
-                    tracing::warn!(
-                        total = write.snapshot.total,
-                        version = write.snapshot.version,
-                        "the shown total was newer than the backend's own; took the backend's (forged announcement or failover)"
-                    );
-                }
-                if write.restored && !first {
-                    self.metrics.reseeds.inc();
-                    tracing::warn!(node = %self.node_id, share, "this node's share was missing in the backend (data loss or reaped while alive); put it back");
-                }
-                self.metrics.nodes_alive.set(i64::from(write.nodes_alive));
-                if write.reaped > 0 {
-                    let _span =
-                        tracing::debug_span!("reap", node = %self.node_id, reaped = write.reaped).entered();
-                    self.metrics.nodes_reaped.inc_by(u64::from(write.reaped));
-                    tracing::info!(
-                        reaped = write.reaped,
-                        total = write.snapshot.total,
-                        "removed the users of expired nodes"
-                    );
-                }
-                if was_degraded {
-                    tracing::info!(total = write.snapshot.total, "backend reachable again; count reconciled");
-                }
-                self.set_degraded(false);
-            }
-            Err(error) => {
-                // The write may or may not have landed: make the next one unconditional.
-                self.tally.forget_written();
-                self.retry_at = Instant::now() + self.retry_delay;
-                self.retry_delay = (self.retry_delay * 2).min(RETRY_CAP);
-                if !was_degraded {
-                    tracing::warn!(%error, "cannot write to the backend; serving the last known total adjusted by local changes");
-                }
-                self.set_degraded(true);
-            }
+            Ok(write) => self.on_write_succeeded(share, write),
+            Err(error) => self.on_write_failed(&error),
         }
         for event in std::mem::take(&mut self.held_back) {
             self.on_event(event);
         }
-        self.publish_view();
+        self.publish_state();
     }
 
-    fn set_degraded(&mut self, degraded: bool) {
-        self.metrics.degraded.set(i64::from(degraded));
-        self.view.send_modify(|v| {
-            v.degraded = degraded;
-            v.started = true;
+    fn on_write_succeeded(&mut self, share: i64, write: ShareWrite) {
+        let (was_degraded, first) = {
+            let state = self.state.borrow();
+            (state.degraded, !state.started)
+        };
+        self.last_write = Some(Instant::now());
+        self.backoff.reset();
+        if self.tally.written(share, write.snapshot) {
+            tracing::warn!(
+                total = write.snapshot.total,
+                version = write.snapshot.version,
+                "the shown total was newer than the backend's own; took the backend's (forged announcement or failover)"
+            );
+        }
+        if write.restored && !first {
+            self.metrics.reseeds.inc();
+            tracing::warn!(node = %self.node_id, share, "this node's share was missing in the backend (data loss or reaped while alive); put it back");
+        }
+        self.metrics.nodes_alive.set(i64::try_from(write.nodes.len()).unwrap_or(i64::MAX));
+        if write.reaped > 0 {
+            let _span = tracing::debug_span!("reap", node = %self.node_id, reaped = write.reaped).entered();
+            self.metrics.nodes_reaped.inc_by(u64::from(write.reaped));
+            tracing::info!(
+                reaped = write.reaped,
+                total = write.snapshot.total,
+                "removed the users of expired nodes"
+            );
+        }
+        if was_degraded {
+            tracing::info!(total = write.snapshot.total, "backend reachable again; count reconciled");
+        }
+        self.metrics.degraded.set(0);
+        let nodes = Some(write.nodes.into());
+        self.state.send_modify(|s| {
+            s.degraded = false;
+            s.started = true;
+            s.nodes = nodes;
         });
     }
 
-    fn publish_view(&self) {
+    fn on_write_failed(&mut self, error: &BackendError) {
+        // The write may or may not have landed: make the next one unconditional.
+        self.tally.forget_written();
+        self.retry_at = Instant::now() + self.backoff.next_delay();
+        if !self.state.borrow().degraded {
+            tracing::warn!(%error, "cannot write to the backend; serving the last known total adjusted by local changes");
+        }
+        self.metrics.degraded.set(1);
+        self.state.send_modify(|s| {
+            s.degraded = true;
+            s.started = true;
+        });
+    }
+
+    fn publish_state(&self) {
         let (users, local) = (self.tally.displayed(), self.tally.local());
-        self.metrics.cluster_users.set(users);
+        if let Some(users) = users {
+            self.metrics.cluster_users.set(users);
+        }
         self.metrics.local_connections.set(local);
-        self.view.send_if_modified(|v| {
-            let changed = v.users != users || v.local != local;
-            v.users = users;
-            v.local = local;
+        self.state.send_if_modified(|s| {
+            let changed = s.users != users || s.local != local;
+            s.users = users;
+            s.local = local;
             changed
         });
     }
 
-    /// Broadcasts the latest count if it changed, no more often than the fan-out budget allows.
+    /// Broadcasts the latest count if it changed, no more often than the pacing allows.
     async fn maybe_emit(&mut self) {
-        let users = self.tally.displayed();
-        if self.last_emitted == Some(users) {
-            return;
-        }
-        let local = u64::try_from(self.tally.local()).unwrap_or(0);
-        let budget = Duration::from_secs_f64(local as f64 / self.timing.max_fanout_per_sec as f64);
-        if self.last_emit_at.elapsed() < self.timing.emit_interval.max(budget) {
+        let Some(users) = self.tally.displayed() else { return };
+        let recipients = u64::try_from(self.tally.local()).unwrap_or(0);
+        let now = Instant::now();
+        if !self.pacer.due(users, recipients, &self.timing.pacing, now) {
             return;
         }
         self.fanout.broadcast(users).await;
         self.metrics.refresh_emits.inc();
-        self.metrics.refresh_messages.inc_by(local);
-        self.last_emitted = Some(users);
-        self.last_emit_at = Instant::now();
+        self.metrics.refresh_messages.inc_by(recipients);
+        self.pacer.emitted(users, Instant::now());
     }
 
     async fn give_back_share(&mut self) {

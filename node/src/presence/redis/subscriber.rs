@@ -1,0 +1,107 @@
+//! The pub/sub side of the Redis backend: one dedicated connection to the announcement channel,
+//! re-established with capped backoff. Every (re)subscription is reported, because anything may
+//! have been missed while unsubscribed and the coordinator must re-read the authoritative total.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+use crate::presence::{BackendEvent, Snapshot};
+
+/// The announcement published on `{prefix}:updates` (see `lua/prelude.lua`).
+#[derive(serde::Deserialize)]
+struct Announcement {
+    v: u64,
+    users: i64,
+}
+
+/// Forwards announcements from one Redis channel to the coordinator.
+pub(super) struct Subscriber {
+    pub client: redis::Client,
+    pub channel: String,
+    pub timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Subscriber {
+    /// Runs until the receiver of `events` is dropped.
+    pub async fn run(self, events: mpsc::Sender<BackendEvent>) {
+        let mut backoff = Backoff::for_backend();
+        let mut outage_logged = false;
+        while !events.is_closed() {
+            let connect = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(&self.channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let attempt = Instant::now();
+            match tokio::time::timeout(self.timeout, connect).await {
+                Ok(Ok(pubsub)) => {
+                    if outage_logged {
+                        tracing::info!(channel = %self.channel, "redis subscription restored");
+                    }
+                    backoff.reset();
+                    if !self.forward(pubsub, &events).await {
+                        return;
+                    }
+                    tracing::warn!(channel = %self.channel, "redis subscription lost; reconnecting");
+                    outage_logged = true;
+                }
+                failure => {
+                    self.metrics.observe_redis("subscribe", attempt.elapsed(), false);
+                    if !outage_logged {
+                        let error = failure.map_or_else(
+                            |_| "timed out".to_owned(),
+                            |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
+                        );
+                        tracing::warn!(channel = %self.channel, %error, "cannot subscribe to redis; retrying with backoff");
+                        outage_logged = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = events.closed() => return,
+            }
+        }
+    }
+
+    /// Forwards announcements until the connection breaks (`true`) or nobody listens (`false`).
+    async fn forward(&self, pubsub: redis::aio::PubSub, events: &mpsc::Sender<BackendEvent>) -> bool {
+        if events.send(BackendEvent::Subscribed).await.is_err() {
+            return false;
+        }
+        let mut garbage_logged = false;
+        let mut messages = pubsub.into_on_message();
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                () = events.closed() => return false,
+            };
+            let Some(message) = message else {
+                return events.send(BackendEvent::Unsubscribed).await.is_ok();
+            };
+            let payload = message.get_payload_bytes();
+            match serde_json::from_slice::<Announcement>(payload) {
+                Ok(a) => {
+                    let snapshot = Snapshot { total: a.users, version: a.v };
+                    if events.send(BackendEvent::Announced(snapshot)).await.is_err() {
+                        return false;
+                    }
+                }
+                Err(error) => {
+                    self.metrics.bad_announcements.inc();
+                    if !garbage_logged {
+                        let sample = String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned();
+                        tracing::warn!(channel = %self.channel, %error, %sample, "ignoring a message that is not an announcement (further ones are only counted)");
+                        garbage_logged = true;
+                    }
+                }
+            }
+        }
+    }
+}
