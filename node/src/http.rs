@@ -1,7 +1,7 @@
 //! The HTTP routes beside Socket.IO: the page, the client bundle, health, presence, metrics.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -25,8 +25,6 @@ pub struct HttpState {
     pub model: ReadModel,
     /// Set when shutdown begins: readiness fails and new handshakes are refused.
     pub draining: Arc<AtomicBool>,
-    /// Sockets currently connected to this node (kept by the Socket.IO glue).
-    pub open_sockets: Arc<AtomicUsize>,
     /// Refuse new sockets at this many.
     pub max_connections: usize,
     /// Metrics registry.
@@ -92,7 +90,7 @@ pub async fn admission(State(state): State<HttpState>, request: Request, next: N
     if is_handshake {
         let reason = if state.draining.load(Ordering::Relaxed) {
             Some("draining")
-        } else if state.open_sockets.load(Ordering::Relaxed) >= state.max_connections {
+        } else if state.model.local() >= state.max_connections {
             Some("max_connections")
         } else {
             None

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub refused: Family<ReasonLabel, Counter>,
     pub bad_announcements: Counter,
     pub stale_announcements: Counter<u64, AtomicU64>,
+    pub gone_at_greeting: Counter,
+    pub orphan_sockets: Counter,
 }
 
 impl Metrics {
@@ -67,6 +69,8 @@ impl Metrics {
             refused: Family::default(),
             bad_announcements: Counter::default(),
             stale_announcements: Counter::default(),
+            gone_at_greeting: Counter::default(),
+            orphan_sockets: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -109,6 +113,16 @@ impl Metrics {
             "stale_announcements",
             "Announcements not newer than the shown total (includes the echo of this node's own writes)",
             m.stale_announcements.clone(),
+        );
+        r.register(
+            "sockets_gone_at_greeting",
+            "Sockets whose transport had closed by the time they were greeted; removed then (a later disconnect of the same socket is ignored)",
+            m.gone_at_greeting.clone(),
+        );
+        r.register(
+            "orphan_sockets",
+            "Counted sockets the Socket.IO layer no longer held, removed by the periodic sweep",
+            m.orphan_sockets.clone(),
         );
         Self { registry, ..m }
     }

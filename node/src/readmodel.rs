@@ -60,6 +60,11 @@ impl ReadModel {
         self.state.borrow().clone()
     }
 
+    /// Sockets on this node, as the coordinator counts them.
+    pub fn local(&self) -> usize {
+        usize::try_from(self.state.borrow().local).unwrap_or(0)
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.node_id

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -53,19 +53,17 @@ impl App {
     ) -> anyhow::Result<Self> {
         let node_id = settings.node_id_or_default();
         let (socket_io_svc, io) = socket_io(settings).build_svc();
-        let open_sockets = Arc::new(AtomicUsize::new(0));
         let fanout = Arc::new(SocketIoFanout(io.clone()));
         let mode = backend.mode();
         let (coordinator, commands, state) =
             Coordinator::new(node_id.clone(), backend, fanout, metrics.clone(), timing(settings));
         let model = ReadModel::new(node_id.as_str().into(), mode, state);
-        sockets::register(&io, commands, open_sockets.clone());
+        sockets::register(&io, commands);
         dashboard::register(&io, model.clone());
         let draining = Arc::new(AtomicBool::new(false));
         let state = HttpState {
             model: model.clone(),
             draining: draining.clone(),
-            open_sockets,
             max_connections: settings.max_connections,
             metrics,
             bundle: ClientBundle::load(&settings.client_bundle_dir, &settings.client_version),

@@ -30,31 +30,53 @@ use crate::presence::{BackendError, BackendEvent, PresenceBackend, ShareWrite};
 use crate::readmodel::NodeState;
 use crate::tally::Tally;
 
+/// Identifies one socket of this node (from its Engine.IO session id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SocketId(pub u128);
+
+/// Whether a greeting reached its socket's transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeted {
+    /// Handed to the transport (or dropped because the client is slow: it is still there).
+    Delivered,
+    /// The transport is already closed: the socket is gone, whatever it said when it connected.
+    Gone,
+}
+
 /// Sends the count to one newcomer; called at most once, from the coordinator task.
-pub type Greeting = Box<dyn FnOnce(i64) + Send>;
+pub type Greeting = Box<dyn FnOnce(i64) -> Greeted + Send>;
 
 /// A change in this node's set of sockets.
 pub enum Command {
     /// Socket `id` connected; greet it with the current count (if one is known yet).
     Join {
-        /// Node-local id of the socket.
-        id: u64,
+        /// The socket.
+        id: SocketId,
         /// Sends the count to that socket.
         greet: Greeting,
     },
-    /// Socket `id` left (sent at most once per socket in practice; duplicates are ignored).
+    /// Socket `id` left. Several paths may report one leave; only the first counts.
     Leave {
-        /// Node-local id of the socket.
-        id: u64,
+        /// The socket.
+        id: SocketId,
     },
 }
 
-/// Delivers `refresh users` to every client of this node.
+/// This node's clients, as the coordinator needs them: a broadcast, and who is really there.
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
     /// Emits `users` to every local client.
     async fn broadcast(&self, users: i64);
+
+    /// The sockets the Socket.IO layer holds right now (`None` if it cannot tell). A socket
+    /// counted here but missing there closed without its disconnect reaching the coordinator.
+    fn live(&self) -> Option<HashSet<SocketId>>;
 }
+
+/// How often the counted sockets are checked against the Socket.IO layer's own list. This bounds
+/// how long a socket whose transport closed unseen (see `sockets.rs`) can stay counted when its
+/// greeting did not already reveal it.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Pacing of the coordinator, from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +101,7 @@ pub struct Coordinator {
     commands: mpsc::UnboundedReceiver<Command>,
     state: watch::Sender<NodeState>,
     tally: Tally,
-    sockets: HashSet<u64>,
+    sockets: HashSet<SocketId>,
     in_flight: Option<WriteFuture>,
     /// Announcements that arrived while a write was in flight: applied after its reply, so
     /// the share counted in the shown total is always known.
@@ -133,6 +155,8 @@ impl Coordinator {
         let check_every = self.timing.pacing.emit_interval.min(self.timing.flush_interval);
         let mut emit = tokio::time::interval(check_every);
         emit.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -142,6 +166,7 @@ impl Coordinator {
                 Some(event) = events.recv() => self.on_event(event),
                 _ = flush.tick() => self.maybe_write(),
                 _ = emit.tick() => self.maybe_emit().await,
+                _ = sweep.tick() => self.sweep(),
             }
         }
         self.give_back_share().await;
@@ -150,7 +175,7 @@ impl Coordinator {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Join { id, greet } => {
-                let _span = tracing::debug_span!("connect", node = %self.node_id, socket = id).entered();
+                let _span = tracing::debug_span!("connect", node = %self.node_id, socket = id.0).entered();
                 if self.sockets.insert(id) {
                     self.tally.join();
                     self.metrics.connects.inc();
@@ -158,18 +183,50 @@ impl Coordinator {
                 // Before the first authoritative total there is no number to greet with; the
                 // first broadcast after it reaches this socket too.
                 if let Some(users) = self.tally.displayed() {
-                    greet(users);
-                    self.pacer.greeted(users);
+                    match greet(users) {
+                        Greeted::Delivered => self.pacer.greeted(users),
+                        Greeted::Gone => {
+                            if self.remove(id) {
+                                self.metrics.gone_at_greeting.inc();
+                            }
+                        }
+                    }
                 }
             }
             Command::Leave { id } => {
-                let _span = tracing::debug_span!("disconnect", node = %self.node_id, socket = id).entered();
-                if self.sockets.remove(&id) {
-                    self.tally.leave();
-                    self.metrics.disconnects.inc();
-                }
+                let _span = tracing::debug_span!("disconnect", node = %self.node_id, socket = id.0).entered();
+                self.remove(id);
             }
         }
+        self.publish_state();
+    }
+
+    fn remove(&mut self, id: SocketId) -> bool {
+        let removed = self.sockets.remove(&id);
+        if removed {
+            self.tally.leave();
+            self.metrics.disconnects.inc();
+        }
+        removed
+    }
+
+    /// Drops every counted socket the Socket.IO layer no longer holds: closed without a
+    /// disconnect reaching the coordinator, and not caught by its greeting.
+    fn sweep(&mut self) {
+        let Some(live) = self.fanout.live() else { return };
+        let orphans: Vec<SocketId> = self.sockets.iter().filter(|id| !live.contains(id)).copied().collect();
+        if orphans.is_empty() {
+            return;
+        }
+        for id in orphans {
+            if self.remove(id) {
+                self.metrics.orphan_sockets.inc();
+            }
+        }
+        tracing::info!(
+            count = self.metrics.orphan_sockets.get(),
+            "removed sockets the Socket.IO layer no longer holds"
+        );
         self.publish_state();
     }
 

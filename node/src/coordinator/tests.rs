@@ -2,7 +2,7 @@
 //! fan-out, and paused time, so batching, hold-back, retries, pacing and give-back are pinned
 //! down exactly. (Everything that needs Redis is tested against a real redis-server in `tests/it`.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Command, Coordinator, Fanout, PacingPolicy, Timing};
+use super::{Command, Coordinator, Fanout, Greeted, PacingPolicy, SocketId, Timing};
 use crate::metrics::Metrics;
 use crate::presence::{BackendError, BackendEvent, MemoryBackend, PresenceBackend, ShareWrite, Snapshot};
 use crate::readmodel::NodeState;
@@ -87,12 +87,18 @@ impl PresenceBackend for FaultyBackend {
 #[derive(Default)]
 struct RecordingFanout {
     sent: Mutex<Vec<(Instant, i64)>>,
+    /// What `live()` answers: `None` (cannot tell) unless a test sets it.
+    live: Mutex<Option<HashSet<SocketId>>>,
 }
 
 #[async_trait]
 impl Fanout for RecordingFanout {
     async fn broadcast(&self, users: i64) {
         self.sent.lock().expect("lock").push((Instant::now(), users));
+    }
+
+    fn live(&self) -> Option<HashSet<SocketId>> {
+        self.live.lock().expect("lock").clone()
     }
 }
 
@@ -122,13 +128,21 @@ impl Node {
     }
 
     fn join(&self, socket: u64) {
+        self.join_greeted(socket, Greeted::Delivered);
+    }
+
+    /// A join whose greeting finds the transport in the given state.
+    fn join_greeted(&self, socket: u64, outcome: Greeted) {
         let greetings = self.greetings.clone();
-        let greet = Box::new(move |users| greetings.lock().expect("lock").push((socket, users)));
-        self.commands.send(Command::Join { id: socket, greet }).expect("coordinator runs");
+        let greet = Box::new(move |users| {
+            greetings.lock().expect("lock").push((socket, users));
+            outcome
+        });
+        self.commands.send(Command::Join { id: SocketId(socket.into()), greet }).expect("coordinator runs");
     }
 
     fn leave(&self, socket: u64) {
-        self.commands.send(Command::Leave { id: socket }).expect("coordinator runs");
+        self.commands.send(Command::Leave { id: SocketId(socket.into()) }).expect("coordinator runs");
     }
 
     fn shown(&self) -> Option<i64> {
@@ -297,4 +311,32 @@ async fn before_the_backend_answers_no_number_is_shown() {
     until("the first total reaches the client", SOON, || node.broadcasts().last().map(|b| b.1) == Some(1))
         .await;
     assert!(!node.state.borrow().degraded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_whose_greeting_finds_its_transport_closed_is_not_counted() {
+    let backend = Arc::new(FaultyBackend::default());
+    let node = Node::start("a", &backend, TIMING);
+    (0..3).for_each(|s| node.join(s));
+    until("settled at 3", SOON, || node.shown() == Some(3)).await;
+    // socketioxide said "connected", but the transport had closed before the handler ran.
+    node.join_greeted(3, Greeted::Gone);
+    until("the greeting was tried", SOON, || node.greeting_of(3).is_some()).await;
+    tokio::time::sleep(TIMING.flush_interval * 2).await;
+    assert_eq!(node.shown(), Some(3));
+    node.leave(3); // a late disconnect of the same socket changes nothing
+    node.leave(2);
+    until("a real leave still counts", SOON, || node.shown() == Some(2)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweep_drops_counted_sockets_the_socket_layer_no_longer_holds() {
+    let backend = Arc::new(FaultyBackend::default());
+    let node = Node::start("a", &backend, TIMING);
+    (0..5).for_each(|s| node.join(s));
+    until("settled at 5", SOON, || node.shown() == Some(5)).await;
+    // Sockets 3 and 4 vanished without a disconnect (e.g. before any count was known to greet).
+    let live: HashSet<SocketId> = (0..3u64).map(|s| SocketId(s.into())).collect();
+    *node.fanout.live.lock().expect("lock") = Some(live);
+    until("swept within one interval", super::SWEEP_INTERVAL + SOON, || node.shown() == Some(3)).await;
 }
