@@ -50,8 +50,18 @@ async fn view(url: &str) -> Option<serde_json::Value> {
     response.json().await.ok()
 }
 
+/// One of the node's own Prometheus metrics (served without asking Redis, so a cut-off node
+/// answers at once).
+async fn metric(url: &str, name: &str) -> Option<u64> {
+    let request = reqwest::get(format!("{url}/metrics"));
+    let response = tokio::time::timeout(Duration::from_secs(3), request).await.ok()?.ok()?;
+    let text = response.text().await.ok()?;
+    let line = text.lines().find(|l| l.split(' ').next().is_some_and(|n| n.starts_with(name)))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
 async fn degraded(url: &str) -> bool {
-    view(url).await.is_some_and(|v| v["degraded"] == true)
+    metric(url, "rollcall_degraded").await == Some(1)
 }
 
 /// True when each node in `urls` shows `users` (and, if `settled`, is not degraded) and each
@@ -143,7 +153,11 @@ enum Partition {
 /// Node n2 loses Redis for longer than `node_ttl_ms`: n0 and n1 reap its users; n2 goes degraded
 /// and keeps serving (a newcomer sees itself); after healing its share comes back exactly once.
 async fn a_partitioned_node_is_reaped_keeps_serving_and_comes_back_once(partition: Partition) {
-    let lab = Lab::start("chaos-partition", 3, SETTINGS).await;
+    let test = match partition {
+        Partition::LinkDown => "chaos-link-down",
+        Partition::Lossy => "chaos-lossy-link",
+    };
+    let lab = Lab::start(test, 3, SETTINGS).await;
     let per_node = clients_per_node(&lab).await;
     let (others, cut_off) = (refs(&[&per_node[0], &per_node[1]]), &per_node[2]);
     exact_everywhere(&lab, &refs(&[&per_node[0], &per_node[1], cut_off]), 30).await;
@@ -154,15 +168,21 @@ async fn a_partitioned_node_is_reaped_keeps_serving_and_comes_back_once(partitio
         Partition::Lossy => lab.lossy_back(2),
     }
     let cut = Instant::now();
-    all_show("n0, n1 and their clients drop n2's users", &lab.urls()[..2], &others, 20).await;
-    measured(&format!("{partition:?} partition: n2's share reaped by the others"), cut);
-    assert!(cut.elapsed() > EARLIEST_REAP, "reaped only once its deadline passed");
-    let n2 = lab.url(2);
-    eventually("n2 knows it is cut off", CONVERGE, || degraded(&n2)).await;
-    measured(&format!("{partition:?} partition: n2 marked degraded"), cut);
+    let (urls, n2) = (lab.urls(), lab.url(2));
+    let reaped = async {
+        all_show("n0, n1 and their clients drop n2's users", &urls[..2], &others, 20).await;
+        measured(&format!("{partition:?} partition: n2's share reaped by the others"), cut);
+        assert!(cut.elapsed() > EARLIEST_REAP, "reaped only once its deadline passed");
+    };
+    let noticed = async {
+        eventually("n2 knows it is cut off", CONVERGE, || degraded(&n2)).await;
+        measured(&format!("{partition:?} partition: n2 marked degraded"), cut);
+    };
+    tokio::join!(reaped, noticed);
     let newcomer = connect(&lab.url(2), TransportType::Websocket).await;
     let on_n2 = refs(&[cut_off, std::slice::from_ref(&newcomer)]);
     all_show("n2 keeps serving: its clients and a newcomer see 31", &lab.urls()[2..], &on_n2, 31).await;
+    assert_eq!(view(&n2).await.expect("n2 answers")["degraded"], true, "n2 reports degraded: true");
     hold_fault(cut, NODE_TTL).await;
     let at_heal = per_node.iter().map(|g| marks(g)).collect::<Vec<_>>();
 
@@ -249,9 +269,10 @@ async fn redis_paused_then_resumed(test: &str, pause: Pause) {
 
     lab.signal_redis("STOP");
     let paused = Instant::now();
-    for url in lab.urls() {
-        eventually("the node notices Redis is paused", CONVERGE, || degraded(&url)).await;
-    }
+    let urls = lab.urls();
+    let noticed =
+        urls.iter().map(|url| eventually("the node notices Redis is paused", CONVERGE, || degraded(url)));
+    futures_util::future::join_all(noticed).await;
     measured(&format!("{test}: both nodes degraded"), paused);
     // Clients come and go: n0 gains 5, n1 loses 3. Each node adjusts the last total it knew.
     let joined = connect_many(&[lab.url(0)], 5, TransportType::Websocket).await;
@@ -275,6 +296,8 @@ async fn redis_paused_then_resumed(test: &str, pause: Pause) {
     let resumed = Instant::now();
     exact_everywhere(&lab, &refs(&[&per_node[0], &per_node[1], &joined]), 22).await;
     measured(&format!("{test}: exact everywhere after Redis resumed"), resumed);
+    // Both nodes kept trying all along; a pause of Redis itself is no reason to drop anyone.
+    assert_eq!(reaped_by_all(&lab).await, reaped_before, "no live node was reaped because Redis stood still");
 
     assert_trend(&per_node[0], &before[0], Some(&at_cont[0]), Trend::Up, "n0 while Redis paused");
     assert_trend(&per_node[0], &at_cont[0], None, Trend::Down, "n0 after Redis resumed");
@@ -282,8 +305,6 @@ async fn redis_paused_then_resumed(test: &str, pause: Pause) {
     assert_trend(&joined, &joined_at_cont, None, Trend::Down, "n0's newcomers after Redis resumed");
     assert_trend(&per_node[1], &stayed_on_n1, Some(&at_cont[1]), Trend::Down, "n1 while Redis paused");
     assert_trend(&per_node[1], &at_cont[1], None, Trend::Up, "n1 after Redis resumed");
-    // Both nodes kept trying all along; a pause of Redis itself is no reason to drop anyone.
-    assert_eq!(reaped_by_all(&lab).await, reaped_before, "no live node was reaped because Redis stood still");
 }
 
 /// How long Redis stands still, against the nodes' `node_ttl_ms`.
@@ -299,9 +320,7 @@ enum Pause {
 async fn reaped_by_all(lab: &Lab) -> u64 {
     let mut sum = 0;
     for url in lab.urls() {
-        let text = reqwest::get(format!("{url}/metrics")).await.expect("metrics").text().await.expect("text");
-        let line = text.lines().find(|l| l.starts_with("rollcall_dead_nodes_reaped")).expect("reap counter");
-        sum += line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).expect("integer counter");
+        sum += metric(&url, "rollcall_dead_nodes_reaped").await.expect("the reap counter");
     }
     sum
 }
