@@ -1,11 +1,13 @@
 //! The integration tests: one binary, real redis-server, real nodes, real Socket.IO clients.
 
+mod chaos;
 mod cluster;
 mod config_errors;
 mod faults;
 mod helpers;
 mod hostile;
 mod http_routes;
+mod netns;
 mod standalone;
 mod swarm;
 mod telemetry;
