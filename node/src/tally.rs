@@ -67,6 +67,18 @@ impl Tally {
         true
     }
 
+    /// An announcement from a step that reaped this node (while it was alive: partitioned,
+    /// paused). Its total holds none of this node's share, and the backend no longer holds the
+    /// share either. Returns false (and changes nothing) if it is not newer than what is shown.
+    pub fn observe_reaped(&mut self, snapshot: Snapshot) -> bool {
+        if !self.observe(snapshot) {
+            return false;
+        }
+        self.share_in_cluster = 0;
+        self.written = None;
+        true
+    }
+
     /// This node's write of `share` succeeded and the backend then held `snapshot`.
     ///
     /// Any total announced after the write includes the written share, so the share counted in
@@ -169,6 +181,22 @@ mod tests {
         tally.leave();
         assert!(!tally.needs_write());
         assert_eq!(tally.displayed().unwrap_or(i64::MIN), 4);
+    }
+
+    #[test]
+    fn a_total_that_reaped_this_node_is_shown_with_the_local_sockets_added() {
+        let mut tally = Tally::new();
+        for _ in 0..10 {
+            tally.join();
+        }
+        tally.written(10, snap(30, 5));
+        tally.join();
+        // Reaped while cut off: the others' total no longer holds our 10.
+        assert!(tally.observe_reaped(snap(20, 6)));
+        assert_eq!(tally.displayed(), Some(31));
+        assert!(tally.needs_write(), "the share must be put back");
+        tally.written(11, snap(31, 7));
+        assert_eq!(tally.displayed(), Some(31));
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod pacing;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -89,6 +89,10 @@ pub struct Timing {
     pub heartbeat_interval: Duration,
 }
 
+/// Announcements kept while waiting for a reply; beyond this the oldest go (a reply supersedes
+/// everything older than itself anyway).
+const HELD_BACK_CAP: usize = 4096;
+
 type WriteFuture = Pin<Box<dyn Future<Output = (i64, Result<ShareWrite, BackendError>)> + Send>>;
 
 /// The coordinator task's state. Built by [`Coordinator::new`], consumed by [`Coordinator::run`].
@@ -103,9 +107,12 @@ pub struct Coordinator {
     tally: Tally,
     sockets: HashSet<SocketId>,
     in_flight: Option<WriteFuture>,
-    /// Announcements that arrived while a write was in flight: applied after its reply, so
-    /// the share counted in the shown total is always known.
-    held_back: Vec<BackendEvent>,
+    /// Announcements that arrived while a write was in flight, or since a resubscription: applied
+    /// after the next reply, so the share counted in the shown total is always known.
+    held_back: VecDeque<BackendEvent>,
+    /// Resubscribed: announcements may have been missed (one that reaped this node, say), so
+    /// none is applied before the next write's authoritative reply.
+    resyncing: bool,
     last_write: Option<Instant>,
     retry_at: Instant,
     backoff: Backoff,
@@ -136,7 +143,8 @@ impl Coordinator {
             tally: Tally::new(),
             sockets: HashSet::new(),
             in_flight: None,
-            held_back: Vec::new(),
+            held_back: VecDeque::new(),
+            resyncing: false,
             last_write: None,
             retry_at: now,
             backoff: Backoff::for_backend(),
@@ -231,21 +239,31 @@ impl Coordinator {
     }
 
     fn on_event(&mut self, event: BackendEvent) {
-        if self.in_flight.is_some() {
-            self.held_back.push(event);
+        if let BackendEvent::Subscribed = event {
+            // Anything may have been missed while unsubscribed: write (and so re-read) at once,
+            // and apply nothing until that authoritative reply.
+            self.last_write = None;
+            self.resyncing = true;
             return;
         }
-        match event {
-            BackendEvent::Announced(snapshot) => {
-                if !self.tally.observe(snapshot) {
-                    self.metrics.stale_announcements.inc();
-                }
+        if self.in_flight.is_some() || self.resyncing {
+            if self.held_back.len() == HELD_BACK_CAP {
+                self.held_back.pop_front();
             }
-            // Anything may have been missed while unsubscribed: write (and so re-read) at once.
-            BackendEvent::Subscribed => self.last_write = None,
-            BackendEvent::Unsubscribed => {}
+            self.held_back.push_back(event);
+            return;
         }
-        self.publish_state();
+        if let BackendEvent::Announced(announcement) = event {
+            let accepted = if announcement.reaped.iter().any(|id| *id == self.node_id) {
+                self.tally.observe_reaped(announcement.snapshot)
+            } else {
+                self.tally.observe(announcement.snapshot)
+            };
+            if !accepted {
+                self.metrics.stale_announcements.inc();
+            }
+            self.publish_state();
+        }
     }
 
     fn maybe_write(&mut self) {
@@ -270,11 +288,16 @@ impl Coordinator {
     fn on_written(&mut self, share: i64, result: Result<ShareWrite, BackendError>) {
         self.in_flight = None;
         match result {
-            Ok(write) => self.on_write_succeeded(share, write),
+            Ok(write) => {
+                self.on_write_succeeded(share, write);
+                self.resyncing = false;
+            }
             Err(error) => self.on_write_failed(&error),
         }
-        for event in std::mem::take(&mut self.held_back) {
-            self.on_event(event);
+        if !self.resyncing {
+            for event in std::mem::take(&mut self.held_back) {
+                self.on_event(event);
+            }
         }
         self.publish_state();
     }

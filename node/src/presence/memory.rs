@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{BackendError, BackendEvent, NodeInfo, PresenceBackend, ShareWrite, Snapshot};
+use super::{Announcement, BackendError, BackendEvent, NodeInfo, PresenceBackend, ShareWrite, Snapshot};
 
 /// The in-memory backend of a standalone node.
 #[derive(Default)]
@@ -44,7 +44,7 @@ impl State {
         let snapshot = self.snapshot();
         self.subscribers.retain(|tx| {
             !matches!(
-                tx.try_send(BackendEvent::Announced(snapshot)),
+                tx.try_send(BackendEvent::Announced(Announcement { snapshot, reaped: Vec::new() })),
                 Err(mpsc::error::TrySendError::Closed(_))
             )
         });

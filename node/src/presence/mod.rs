@@ -52,11 +52,21 @@ pub struct NodeInfo {
     pub heartbeat_age_ms: u64,
 }
 
+/// A total as published, with the nodes the step that produced it reaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The total and its version.
+    pub snapshot: Snapshot,
+    /// Nodes whose shares this step removed (usually none): a node that finds itself here was
+    /// reaped while alive, and this total does not hold its share.
+    pub reaped: Vec<String>,
+}
+
 /// Pushed by a backend to the node that subscribed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendEvent {
     /// Another (or this) node announced a new total.
-    Announced(Snapshot),
+    Announced(Announcement),
     /// The update stream was (re)established: anything may have been missed, so re-read.
     Subscribed,
     /// The update stream broke; the backend is reconnecting.

@@ -34,7 +34,7 @@ pub struct RedisBackend {
     client: redis::Client,
     pool: Pool,
     scripts: Scripts,
-    keys: [String; 4],
+    keys: [String; 5],
     channel: String,
     options: RedisOptions,
     metrics: Arc<Metrics>,

@@ -6,7 +6,7 @@
 
 /// The keys every script receives, in `KEYS[1..]` order (see `lua/prelude.lua`). All carry the
 /// hash tag `{prefix}`, so they live in one Redis Cluster slot.
-pub const GLOBAL_KEYS: [&str; 4] = ["total", "version", "shares", "nodes"];
+pub const GLOBAL_KEYS: [&str; 5] = ["total", "version", "shares", "nodes", "clock"];
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -30,7 +30,7 @@ impl Scripts {
 }
 
 /// The full key names for a prefix: `{prefix}:total`, ...
-pub fn global_keys(prefix: &str) -> [String; 4] {
+pub fn global_keys(prefix: &str) -> [String; 5] {
     GLOBAL_KEYS.map(|name| format!("{{{prefix}}}:{name}"))
 }
 

@@ -10,13 +10,15 @@ use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::presence::{BackendEvent, Snapshot};
+use crate::presence::{Announcement, BackendEvent, Snapshot};
 
 /// The announcement published on `{prefix}:updates` (see `lua/prelude.lua`).
 #[derive(serde::Deserialize)]
-struct Announcement {
+struct Published {
     v: u64,
     users: i64,
+    #[serde(default)]
+    reaped: Vec<String>,
 }
 
 /// Forwards announcements from one Redis channel to the coordinator.
@@ -86,10 +88,11 @@ impl Subscriber {
                 return events.send(BackendEvent::Unsubscribed).await.is_ok();
             };
             let payload = message.get_payload_bytes();
-            match serde_json::from_slice::<Announcement>(payload) {
-                Ok(a) => {
-                    let snapshot = Snapshot { total: a.users, version: a.v };
-                    if events.send(BackendEvent::Announced(snapshot)).await.is_err() {
+            match serde_json::from_slice::<Published>(payload) {
+                Ok(p) => {
+                    let snapshot = Snapshot { total: p.users, version: p.v };
+                    let announcement = Announcement { snapshot, reaped: p.reaped };
+                    if events.send(BackendEvent::Announced(announcement)).await.is_err() {
                         return false;
                     }
                 }

@@ -4,8 +4,9 @@
 -- Returns {total, version, restored (0|1), reaped, now, live nodes (id, share, deadline)...}.
 local node, share, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local floor, channel = tonumber(ARGV[4]), ARGV[5]
+forgive_outage(ttl)
 local changed = total_lost
-local reaped = 0
+local reaped = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
   if id ~= node then
     local dead_share = redis.call('HGET', KEYS[3], id)
@@ -14,7 +15,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
       redis.call('HDEL', KEYS[3], id)
     end
     redis.call('ZREM', KEYS[4], id)
-    reaped = reaped + 1
+    reaped[#reaped + 1] = id
     changed = true
   end
 end
@@ -28,7 +29,7 @@ if restored == 1 or tonumber(old) ~= share then
   changed = true
 end
 local version
-if changed then version = announce(floor, channel) else version = current_version() end
-local reply = {total, version, restored, reaped, now}
+if changed then version = announce(floor, channel, reaped) else version = current_version() end
+local reply = {total, version, restored, #reaped, now}
 for _, field in ipairs(live_nodes()) do reply[#reply + 1] = field end
 return reply
