@@ -254,7 +254,7 @@ impl Coordinator {
             return;
         }
         if let BackendEvent::Announced(announcement) = event {
-            let accepted = if announcement.reaped.iter().any(|id| *id == self.node_id) {
+            let accepted = if announcement.reaped.contains(&self.node_id) {
                 self.tally.observe_reaped(announcement.snapshot)
             } else {
                 self.tally.observe(announcement.snapshot)
