@@ -1,5 +1,6 @@
 //! The integration tests: one binary, real redis-server, real nodes, real Socket.IO clients.
 
+mod client_bundle;
 mod cluster;
 mod config_errors;
 mod faults;
