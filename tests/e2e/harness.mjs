@@ -444,7 +444,6 @@ export async function startNode({ redisUrl, nodeId, prefix, port: fixedPort, env
       ROLLCALL_PORT: String(port),
       ROLLCALL_BIND: '127.0.0.1',
       ROLLCALL_NODE_ID: idFor(port),
-      ROLLCALL_CLIENT_BUNDLE_DIR: BUNDLE_DIR,
       ROLLCALL_LOG_LEVEL: NODE_LOG_LEVEL,
       ROLLCALL_SHUTDOWN_GRACE_MS: '2000',
       ...(redisUrl ? { ROLLCALL_REDIS_URL: redisUrl, ROLLCALL_REDIS_PREFIX: prefix || uniquePrefix('node') } : {}),

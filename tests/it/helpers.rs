@@ -165,10 +165,6 @@ pub fn node_env(redis: Option<&str>, prefix: &str, node_id: &str) -> HashMap<Str
         ("ROLLCALL_REDIS_PREFIX", prefix),
         ("ROLLCALL_NODE_ID", node_id),
         ("ROLLCALL_SHUTDOWN_GRACE_MS", "3000"),
-        (
-            "ROLLCALL_CLIENT_BUNDLE_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/node_modules/socket.io-client/dist"),
-        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, real redis-server, real nodes, real Socket.IO clients.
 
 mod chaos;
+mod client_bundle;
 mod cluster;
 mod config_errors;
 mod faults;
