@@ -34,6 +34,11 @@ pub struct Settings {
     pub heartbeat_interval_ms: u64,
     pub node_ttl_ms: u64,
     pub max_connections: usize,
+    pub max_rooms_per_client: usize,
+    pub room_events_per_sec: u32,
+    pub max_members_listed: u32,
+    pub room_groups: u16,
+    pub global_count: GlobalCount,
     pub max_payload: u64,
     pub ping_interval_ms: u64,
     pub ping_timeout_ms: u64,
@@ -47,6 +52,16 @@ pub struct Settings {
     /// `RUST_LOG` from the environment map, when set: it wins over `log_level`.
     #[serde(skip)]
     pub rust_log: Option<String>,
+}
+
+/// What `refresh users` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GlobalCount {
+    /// Sockets.
+    Connections,
+    /// Distinct users (signed users once, anonymous sockets each).
+    Users,
 }
 
 /// How log lines are written.
@@ -188,8 +203,18 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             return Err(invalid(key, "must be greater than 0"));
         }
     }
-    if s.max_connections == 0 {
-        return Err(invalid("max_connections", "must be greater than 0"));
+    for (key, value) in [
+        ("max_connections", s.max_connections),
+        ("max_rooms_per_client", s.max_rooms_per_client),
+        ("room_events_per_sec", s.room_events_per_sec as usize),
+        ("room_groups", usize::from(s.room_groups)),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be greater than 0"));
+        }
+    }
+    if s.room_groups > 1024 {
+        return Err(invalid("room_groups", "must be at most 1024"));
     }
     if s.node_ttl_ms <= s.heartbeat_interval_ms * 2 {
         return Err(invalid(

@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod bundle;
 pub mod config;
 pub mod coordinator;
+pub mod count;
 pub mod dashboard;
 pub mod http;
 pub mod metrics;
@@ -24,5 +25,5 @@ pub mod readmodel;
 pub mod shutdown;
 pub mod sockets;
 pub mod startup;
-pub mod tally;
+
 pub mod telemetry;

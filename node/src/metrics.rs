@@ -20,7 +20,7 @@ pub struct OperationLabel {
 /// Label of refused connections: why.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// `max_connections`, `draining`.
+    /// `max_connections`, `draining`; for room joins `invalid`, `max_rooms`, `rate_limited`...
     pub reason: &'static str,
 }
 
@@ -45,6 +45,15 @@ pub struct Metrics {
     pub stale_announcements: Counter<u64, AtomicU64>,
     pub gone_at_greeting: Counter,
     pub orphan_sockets: Counter,
+    pub cluster_connections: Gauge,
+    pub cluster_unique_users: Gauge,
+    pub rooms_local: Gauge,
+    pub room_joins: Counter,
+    pub room_leaves: Counter,
+    pub room_joins_refused: Family<ReasonLabel, Counter>,
+    pub room_announcements: Counter,
+    pub room_emits: Counter,
+    pub room_messages: Counter,
 }
 
 impl Metrics {
@@ -71,6 +80,15 @@ impl Metrics {
             stale_announcements: Counter::default(),
             gone_at_greeting: Counter::default(),
             orphan_sockets: Counter::default(),
+            cluster_connections: Gauge::default(),
+            cluster_unique_users: Gauge::default(),
+            rooms_local: Gauge::default(),
+            room_joins: Counter::default(),
+            room_leaves: Counter::default(),
+            room_joins_refused: Family::default(),
+            room_announcements: Counter::default(),
+            room_emits: Counter::default(),
+            room_messages: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -124,6 +142,31 @@ impl Metrics {
             "Counted sockets the Socket.IO layer no longer held, removed by the periodic sweep",
             m.orphan_sockets.clone(),
         );
+        r.register(
+            "cluster_connections",
+            "Cluster-wide sockets this node shows",
+            m.cluster_connections.clone(),
+        );
+        r.register(
+            "cluster_unique_users",
+            "Cluster-wide distinct users this node shows (signed users once, anonymous sockets each)",
+            m.cluster_unique_users.clone(),
+        );
+        r.register("rooms_local", "Rooms with members on this node", m.rooms_local.clone());
+        r.register("room_joins", "Room joins on this node (at connect and by event)", m.room_joins.clone());
+        r.register(
+            "room_leaves",
+            "Room leaves on this node (by event and at disconnect)",
+            m.room_leaves.clone(),
+        );
+        r.register("room_joins_refused", "Room joins refused, by reason", m.room_joins_refused.clone());
+        r.register(
+            "room_announcements",
+            "Room-group announcements received from the backend",
+            m.room_announcements.clone(),
+        );
+        r.register("room_emits", "Broadcasts of `room users` by this node", m.room_emits.clone());
+        r.register("room_messages", "`room users` messages sent to clients", m.room_messages.clone());
         Self { registry, ..m }
     }
 
@@ -134,6 +177,11 @@ impl Metrics {
         if !ok {
             self.redis_errors.get_or_create(&label).inc();
         }
+    }
+
+    /// Counts a refused room join.
+    pub fn refuse_join(&self, reason: &'static str) {
+        self.room_joins_refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Counts a refused connection.

@@ -12,13 +12,19 @@ use std::sync::Arc;
 use rollcall_wire::{NodeDocument, PresenceDocument};
 use tokio::sync::watch;
 
-use crate::presence::NodeInfo;
+use crate::presence::{Counts, NodeInfo, RoomCount};
 
 /// The coordinator's state, as last published.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeState {
-    /// The count this node shows; `None` until it has accepted one authoritative total.
+    /// The number `refresh users` carries; `None` until one authoritative count was accepted.
     pub users: Option<i64>,
+    /// The cluster's sockets and distinct users as this node shows them; `None` likewise.
+    pub counts: Option<Counts>,
+    /// Rooms with sockets on this node (or waiting for their count).
+    pub rooms_local: usize,
+    /// The busiest rooms this node follows, for the dashboard.
+    pub top_rooms: Option<Arc<[RoomCount]>>,
     /// Sockets on this node.
     pub local: i64,
     /// The last write to the backend failed.
@@ -83,6 +89,8 @@ impl ReadModel {
         let state = self.state.borrow();
         PresenceDocument {
             users: state.users,
+            connections: state.counts.map(|c| c.connections),
+            unique_users: state.counts.map(|c| c.users),
             node: self.node_id.to_string(),
             local: state.local,
             mode: self.mode.to_owned(),

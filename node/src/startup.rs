@@ -15,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::bundle::ClientBundle;
-use crate::config::Settings;
-use crate::coordinator::{Coordinator, PacingPolicy, Timing};
+use crate::config::{GlobalCount, Settings};
+use crate::coordinator::{self, Coordinator, Limits, PacingPolicy, Timing};
 use crate::dashboard;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
-use crate::presence::{MemoryBackend, PresenceBackend, RedisBackend, RedisOptions};
+use crate::presence::{MemoryBackend, PresenceBackend, RedisBackend, RedisOptions, RoomPolicy};
 use crate::readmodel::ReadModel;
-use crate::sockets::{self, SocketIoFanout};
+use crate::sockets::{self, Glue, clients::SocketIoClients};
 
 /// A node, bound to its port and ready to run.
 pub struct App {
@@ -53,19 +53,35 @@ impl App {
     ) -> anyhow::Result<Self> {
         let node_id = settings.node_id_or_default();
         let (socket_io_svc, io) = socket_io(settings).build_svc();
-        let fanout = Arc::new(SocketIoFanout(io.clone()));
+        let clients = Arc::new(SocketIoClients(io.clone()));
         let mode = backend.mode();
-        let (coordinator, commands, state) =
-            Coordinator::new(node_id.clone(), backend, fanout, metrics.clone(), timing(settings));
+        let (coordinator, commands, state) = Coordinator::new(
+            node_id.as_str().into(),
+            backend.clone(),
+            clients,
+            metrics.clone(),
+            coordinator_config(settings),
+        );
         let model = ReadModel::new(node_id.as_str().into(), mode, state);
-        sockets::register(&io, commands);
+        sockets::register(
+            &io,
+            Glue {
+                commands,
+                backend: backend.clone(),
+                metrics: metrics.clone(),
+                max_rooms_per_client: settings.max_rooms_per_client,
+                room_events_per_sec: settings.room_events_per_sec,
+            },
+        );
         dashboard::register(&io, model.clone());
         let draining = Arc::new(AtomicBool::new(false));
+        let backend_for_http = backend;
         let state = HttpState {
             model: model.clone(),
             draining: draining.clone(),
             max_connections: settings.max_connections,
             metrics,
+            backend: backend_for_http,
             bundle: ClientBundle::load(&settings.client_bundle_dir, &settings.client_version),
         };
         let router = http::routes(state.clone())
@@ -132,34 +148,48 @@ impl App {
 /// The one place the backend is chosen.
 fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn PresenceBackend>> {
     Ok(match settings.redis_url() {
-        None => Arc::new(MemoryBackend::new()),
+        None => Arc::new(MemoryBackend::new(room_policy(settings))),
         Some(url) => Arc::new(RedisBackend::new(
             RedisOptions {
                 url: url.to_owned(),
                 prefix: settings.redis_prefix.clone(),
                 timeout: Settings::ms(settings.redis_timeout_ms),
                 node_ttl: Settings::ms(settings.node_ttl_ms),
+                rooms: room_policy(settings),
             },
             metrics,
         )?),
     })
 }
 
-fn timing(settings: &Settings) -> Timing {
-    Timing {
-        flush_interval: Settings::ms(settings.flush_interval_ms),
-        pacing: PacingPolicy {
-            emit_interval: Settings::ms(settings.emit_interval_ms),
-            max_fanout_per_sec: settings.max_fanout_per_sec,
+fn coordinator_config(settings: &Settings) -> coordinator::Config {
+    coordinator::Config {
+        timing: Timing {
+            flush_interval: Settings::ms(settings.flush_interval_ms),
+            pacing: PacingPolicy {
+                emit_interval: Settings::ms(settings.emit_interval_ms),
+                max_fanout_per_sec: settings.max_fanout_per_sec,
+            },
+            heartbeat_interval: Settings::ms(settings.heartbeat_interval_ms),
         },
-        heartbeat_interval: Settings::ms(settings.heartbeat_interval_ms),
+        limits: Limits {
+            max_rooms_per_client: settings.max_rooms_per_client,
+            global_counts_users: settings.global_count == GlobalCount::Users,
+        },
+        groups: settings.room_groups,
     }
+}
+
+fn room_policy(settings: &Settings) -> RoomPolicy {
+    RoomPolicy { groups: settings.room_groups, max_members_listed: settings.max_members_listed }
 }
 
 fn socket_io(settings: &Settings) -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
         .max_payload(settings.max_payload)
-        .max_buffer_size(16)
+        // A client joining its 16 rooms gets an ack and a count for each (32 packets at once),
+        // besides refreshes: what does not fit is dropped (tokio allocates 32-slot blocks anyway).
+        .max_buffer_size(64)
         .ws_read_buffer_size(1024)
         .ping_interval(Settings::ms(settings.ping_interval_ms))
         .ping_timeout(Settings::ms(settings.ping_timeout_ms))

@@ -94,8 +94,9 @@ async fn all_show(what: &str, urls: &[String], clients: &[&TestClient], users: i
 }
 
 async fn shares_sum(lab: &Lab) -> i64 {
-    let shares: Vec<String> = lab.redis_cmd(&["HVALS", &format!("{{{}}}:shares", lab.prefix())]).await;
-    shares.iter().map(|s| s.parse::<i64>().expect("integer share")).sum()
+    let fields: std::collections::HashMap<String, String> =
+        lab.redis_cmd(&["HGETALL", &crate::helpers::global_key(lab.prefix())]).await;
+    crate::helpers::node_shares(&fields).iter().map(|(_, sockets)| sockets).sum()
 }
 
 fn refs<'a>(groups: &[&'a [TestClient]]) -> Vec<&'a TestClient> {

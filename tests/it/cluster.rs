@@ -62,8 +62,7 @@ async fn concurrent_joins_on_all_nodes_end_at_the_truth() {
         );
     }
     all_show(&clients, 150).await;
-    let totals = redis.cmd::<i64>(&["HLEN", &format!("{{{prefix}}}:shares")]).await;
-    assert_eq!(totals, 3, "one share per node");
+    assert_eq!(redis.shares(&prefix).await.len(), 3, "one share per node");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

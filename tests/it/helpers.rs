@@ -314,6 +314,10 @@ impl ProcessNode {
 pub struct Seen {
     /// Every `refresh users` value, in arrival order.
     pub values: Vec<i64>,
+    /// Every `room users` payload, per room, in arrival order: (users, connections).
+    pub rooms: HashMap<String, Vec<(i64, i64)>>,
+    /// Every `member joined` / `member left`, in arrival order: (joined, room, user).
+    pub members: Vec<(bool, String, String)>,
 }
 
 /// A real Socket.IO client (the `rust_socketio` crate) recording `refresh users`.
@@ -329,21 +333,69 @@ pub async fn connect(base: &str, transport: TransportType) -> TestClient {
 
 /// Like [`connect`], returning the error instead of panicking.
 pub async fn try_connect(base: &str, transport: TransportType) -> Result<TestClient, rust_socketio::Error> {
+    try_connect_with(base, transport, None).await
+}
+
+/// Like [`try_connect`], with an `auth` object in the handshake (`base` may carry a query).
+pub async fn try_connect_with(
+    base: &str,
+    transport: TransportType,
+    auth: Option<serde_json::Value>,
+) -> Result<TestClient, rust_socketio::Error> {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let builder = ClientBuilder::new(base).namespace("/").transport_type(transport).reconnect(false);
+    let mut builder = ClientBuilder::new(base).namespace("/").transport_type(transport).reconnect(false);
+    if let Some(auth) = auth {
+        builder = builder.auth(auth);
+    }
     let client = record_refreshes(builder, seen.clone()).connect().await?;
     Ok(TestClient { client, seen })
 }
 
 fn record_refreshes(builder: ClientBuilder, seen: Arc<Mutex<Seen>>) -> ClientBuilder {
-    builder.on("refresh users", move |payload, _| {
+    let (rooms, members) = (seen.clone(), seen.clone());
+    let builder = builder.on("refresh users", move |payload, _| {
         if let Payload::Text(values) = payload
             && let Some(n) = values.first().and_then(serde_json::Value::as_i64)
         {
             seen.lock().expect("seen lock").values.push(n);
         }
         async {}.boxed()
-    })
+    });
+    let builder = builder.on("room users", move |payload, _| {
+        if let Payload::Text(values) = payload
+            && let Some(count) = values.first()
+            && let (Some(room), Some(users), Some(connections)) =
+                (count["room"].as_str(), count["users"].as_i64(), count["connections"].as_i64())
+        {
+            rooms
+                .lock()
+                .expect("seen lock")
+                .rooms
+                .entry(room.to_owned())
+                .or_default()
+                .push((users, connections));
+        }
+        async {}.boxed()
+    });
+    let joined = members.clone();
+    builder
+        .on("member joined", move |payload, _| {
+            record_member(&joined, true, payload);
+            async {}.boxed()
+        })
+        .on("member left", move |payload, _| {
+            record_member(&members, false, payload);
+            async {}.boxed()
+        })
+}
+
+fn record_member(seen: &Mutex<Seen>, joined: bool, payload: Payload) {
+    if let Payload::Text(values) = payload
+        && let Some(change) = values.first()
+        && let (Some(room), Some(user)) = (change["room"].as_str(), change["user"].as_str())
+    {
+        seen.lock().expect("seen lock").members.push((joined, room.to_owned(), user.to_owned()));
+    }
 }
 
 impl TestClient {
@@ -360,6 +412,48 @@ impl TestClient {
     /// Emits an arbitrary event (clients' events must not change the count).
     pub async fn emit(&self, event: &str, data: serde_json::Value) {
         self.client.emit(event, data).await.expect("emit");
+    }
+
+    /// The last `room users` of `room`: (users, connections).
+    pub fn room_last(&self, room: &str) -> Option<(i64, i64)> {
+        self.seen.lock().expect("seen lock").rooms.get(room).and_then(|v| v.last().copied())
+    }
+
+    /// Every `room users` of `room` so far.
+    pub fn room_values(&self, room: &str) -> Vec<(i64, i64)> {
+        self.seen.lock().expect("seen lock").rooms.get(room).cloned().unwrap_or_default()
+    }
+
+    /// Every member change received so far: (joined, room, user).
+    pub fn member_changes(&self) -> Vec<(bool, String, String)> {
+        self.seen.lock().expect("seen lock").members.clone()
+    }
+
+    /// Emits `event` with `data` and waits for its ack (the ack's first argument). Like the
+    /// official client, it first waits until the connection is accepted (this client does not
+    /// wait for the CONNECT ack by itself; an event sent before it would reach no handler): the
+    /// greeting `refresh users` comes right after the handlers are in place.
+    pub async fn ask(&self, event: &str, data: serde_json::Value) -> serde_json::Value {
+        eventually("the connection is accepted (greeted)", CONVERGE, || async { self.last().is_some() })
+            .await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let callback = move |payload: Payload, _| {
+            // The ack's arguments arrive as one array.
+            let value = match payload {
+                Payload::Text(values) => match values.into_iter().next() {
+                    Some(serde_json::Value::Array(args)) => args.into_iter().next().unwrap_or_default(),
+                    other => other.unwrap_or_default(),
+                },
+                _ => serde_json::Value::Null,
+            };
+            if let Some(tx) = tx.lock().expect("ack lock").take() {
+                let _ = tx.send(value);
+            }
+            async {}.boxed()
+        };
+        self.client.emit_with_ack(event, data, Duration::from_secs(10), callback).await.expect("emit");
+        tokio::time::timeout(Duration::from_secs(10), rx).await.expect("acked in time").expect("ack")
     }
 
     /// Disconnects cleanly.
@@ -448,4 +542,33 @@ pub async fn connect_reconnecting(base: &str) -> TestClient {
         .max_reconnect_attempts(255);
     let client = record_refreshes(builder, seen.clone()).connect().await.expect("client connects");
     TestClient { client, seen }
+}
+
+/// The key of the global count's hash (`c`, `u`, `n:<node>` = "sockets,anonymous").
+pub fn global_key(prefix: &str) -> String {
+    format!("{{{prefix}}}:agg")
+}
+
+/// Each node's sockets, from an `HGETALL` of [`global_key`].
+pub fn node_shares(fields: &HashMap<String, String>) -> Vec<(String, i64)> {
+    fields
+        .iter()
+        .filter_map(|(field, value)| {
+            let node = field.strip_prefix("n:")?;
+            let sockets = value.split(',').next()?.parse().expect("integer share");
+            Some((node.to_owned(), sockets))
+        })
+        .collect()
+}
+
+impl RedisServer {
+    /// Each node's sockets as Redis holds them.
+    pub async fn shares(&self, prefix: &str) -> Vec<(String, i64)> {
+        node_shares(&self.cmd::<HashMap<String, String>>(&["HGETALL", &global_key(prefix)]).await)
+    }
+
+    /// The cluster's sockets as Redis holds them (`None` when the count is not there).
+    pub async fn global_connections(&self, prefix: &str) -> Option<i64> {
+        self.cmd::<Option<i64>>(&["HGET", &global_key(prefix), "c"]).await
+    }
 }

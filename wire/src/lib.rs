@@ -13,6 +13,10 @@ pub struct PresenceDocument {
     /// The count `refresh users` carries; `null` until the node has heard the cluster's total
     /// once (it shows no number before that).
     pub users: Option<i64>,
+    /// Sockets in the cluster; `null` likewise.
+    pub connections: Option<i64>,
+    /// Distinct users in the cluster (signed users once, anonymous sockets each); `null` likewise.
+    pub unique_users: Option<i64>,
     /// The id of the node that answered.
     pub node: String,
     /// Sockets connected to that node.
@@ -34,4 +38,86 @@ pub struct NodeDocument {
     pub users: i64,
     /// Milliseconds since its last heartbeat.
     pub heartbeat_age_ms: u64,
+}
+
+/// Event a room's members receive: one [`RoomCount`], when they join and whenever it changes.
+pub const ROOM_USERS_EVENT: &str = "room users";
+/// Client event to join a room: a room name, or `{ "room", "members": bool }`; acked with [`RoomAck`].
+pub const JOIN_EVENT: &str = "join";
+/// Client event to leave a room: a room name; acked with [`RoomAck`].
+pub const LEAVE_EVENT: &str = "leave";
+/// Event to sockets following a room's members: a user's first connection in the room arrived.
+pub const MEMBER_JOINED_EVENT: &str = "member joined";
+/// Event to sockets following a room's members: a user's last connection in the room left.
+pub const MEMBER_LEFT_EVENT: &str = "member left";
+
+/// One room's count, as pushed in `room users` and returned by the rooms API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCount {
+    /// The room's name.
+    pub room: String,
+    /// Distinct users in it (each anonymous connection is its own user).
+    pub users: i64,
+    /// Connections in it.
+    pub connections: i64,
+}
+
+/// The ack of `join` and `leave`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RoomAck {
+    /// Done: the room's counts with this change included.
+    Ok {
+        /// Always `true`.
+        ok: bool,
+        /// The room.
+        room: String,
+        /// Distinct users.
+        users: i64,
+        /// Connections.
+        connections: i64,
+    },
+    /// Refused.
+    Err {
+        /// Always `false`.
+        ok: bool,
+        /// Why.
+        error: String,
+    },
+}
+
+impl RoomAck {
+    /// A successful ack.
+    pub fn counts(count: RoomCount) -> Self {
+        RoomAck::Ok { ok: true, room: count.room, users: count.users, connections: count.connections }
+    }
+
+    /// A refusal.
+    pub fn refused(error: impl Into<String>) -> Self {
+        RoomAck::Err { ok: false, error: error.into() }
+    }
+}
+
+/// `GET /api/rooms`: one page of non-empty rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomsPage {
+    /// The rooms, in name order.
+    pub rooms: Vec<RoomCount>,
+    /// Cursor of the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// `POST /api/rooms/counts` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsQuery {
+    /// Up to 1000 room names.
+    pub rooms: Vec<String>,
+}
+
+/// `POST /api/rooms/counts` response: the counts in the order asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCounts {
+    /// One per room asked.
+    pub rooms: Vec<RoomCount>,
 }

@@ -23,27 +23,32 @@ impl PacingPolicy {
     }
 }
 
-/// What was last broadcast, and when.
+/// What was last broadcast (a count, or a room's counts), and when.
 #[derive(Debug, Clone)]
-pub struct Pacer {
-    last_emitted: Option<i64>,
+pub struct Pacer<T> {
+    last_emitted: Option<T>,
     last_emit_at: Instant,
 }
 
-impl Pacer {
+impl<T: PartialEq + Copy> Pacer<T> {
     /// Nothing broadcast yet.
     pub fn new(now: Instant) -> Self {
         Self { last_emitted: None, last_emit_at: now }
     }
 
     /// Whether `value` should be broadcast now to `recipients` clients.
-    pub fn due(&self, value: i64, recipients: u64, policy: &PacingPolicy, now: Instant) -> bool {
+    pub fn due(&self, value: T, recipients: u64, policy: &PacingPolicy, now: Instant) -> bool {
         self.last_emitted != Some(value)
             && now.duration_since(self.last_emit_at) >= policy.interval_for(recipients)
     }
 
+    /// Whether `value` is what was last broadcast.
+    pub fn sent(&self, value: T) -> bool {
+        self.last_emitted == Some(value)
+    }
+
     /// `value` went out at `now`.
-    pub fn emitted(&mut self, value: i64, now: Instant) {
+    pub fn emitted(&mut self, value: T, now: Instant) {
         self.last_emitted = Some(value);
         self.last_emit_at = now;
     }
@@ -51,7 +56,7 @@ impl Pacer {
     /// A newcomer was greeted with `value` alone. If the others were last sent something else,
     /// the newcomer now holds a value they never got; forget what was sent, so the next due
     /// broadcast goes out even if the count settles back to it, and reaches the newcomer too.
-    pub fn greeted(&mut self, value: i64) {
+    pub fn greeted(&mut self, value: T) {
         if self.last_emitted != Some(value) {
             self.last_emitted = None;
         }

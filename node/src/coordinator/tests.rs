@@ -8,14 +8,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Command, Coordinator, Fanout, Greeted, PacingPolicy, SocketId, Timing};
+use super::{
+    Clients, Command, Config, Coordinator, Greeted, Limits, PacingPolicy, RoomReply, SocketId, Timing,
+};
+use crate::count::RoomName;
 use crate::metrics::Metrics;
-use crate::presence::{BackendError, BackendEvent, MemoryBackend, PresenceBackend, ShareWrite, Snapshot};
+use crate::presence::{
+    BackendError, BackendEvent, Counts, Flush, FlushReply, Member, MemberCount, MemoryBackend, Page,
+    PresenceBackend, RoomCount, RoomPolicy,
+};
 use crate::readmodel::NodeState;
 
 const TIMING: Timing = Timing {
@@ -24,15 +31,36 @@ const TIMING: Timing = Timing {
     heartbeat_interval: Duration::from_secs(1),
 };
 
-/// The real in-memory backend, plus the faults a test needs: failing writes, and replies held
-/// back after the write was applied (so a reply can arrive after other nodes' announcements).
-#[derive(Default)]
+const POLICY: RoomPolicy = RoomPolicy { groups: 4, max_members_listed: 100 };
+
+fn config(timing: Timing) -> Config {
+    Config {
+        timing,
+        limits: Limits { max_rooms_per_client: 3, global_counts_users: false },
+        groups: POLICY.groups,
+    }
+}
+
+/// The real in-memory backend, plus the faults a test needs: failing flushes, and replies held
+/// back after the flush was applied (so a reply can arrive after other nodes' announcements).
 struct FaultyBackend {
     inner: MemoryBackend,
     writes: AtomicUsize,
     failures_left: AtomicU32,
     attempts: Mutex<Vec<Instant>>,
     held: Mutex<HashMap<String, watch::Receiver<bool>>>,
+}
+
+impl Default for FaultyBackend {
+    fn default() -> Self {
+        Self {
+            inner: MemoryBackend::new(POLICY),
+            writes: AtomicUsize::default(),
+            failures_left: AtomicU32::default(),
+            attempts: Mutex::default(),
+            held: Mutex::default(),
+        }
+    }
 }
 
 impl FaultyBackend {
@@ -44,7 +72,7 @@ impl FaultyBackend {
         self.failures_left.store(writes, Ordering::SeqCst);
     }
 
-    /// Holds `node`'s write replies until the returned sender sends `true`.
+    /// Holds `node`'s flush replies until the returned sender sends `true`.
     fn hold_replies(&self, node: &str) -> watch::Sender<bool> {
         let (release, held) = watch::channel(false);
         self.held.lock().expect("lock").insert(node.to_owned(), held);
@@ -54,7 +82,7 @@ impl FaultyBackend {
 
 #[async_trait]
 impl PresenceBackend for FaultyBackend {
-    async fn write_share(&self, node: &str, share: i64, floor: u64) -> Result<ShareWrite, BackendError> {
+    async fn flush(&self, flush: &Flush) -> Result<FlushReply, BackendError> {
         self.attempts.lock().expect("lock").push(Instant::now());
         let failing =
             self.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -62,20 +90,42 @@ impl PresenceBackend for FaultyBackend {
             return Err(BackendError::Pool("injected failure".to_owned()));
         }
         self.writes.fetch_add(1, Ordering::SeqCst);
-        let reply = self.inner.write_share(node, share, floor).await;
-        let held = self.held.lock().expect("lock").get(node).cloned();
+        let reply = self.inner.flush(flush).await;
+        let held = self.held.lock().expect("lock").get(&*flush.node).cloned();
         if let Some(mut held) = held {
             let _ = held.wait_for(|released| *released).await;
         }
         reply
     }
 
-    async fn deregister(&self, node: &str, floor: u64) -> Result<Snapshot, BackendError> {
-        self.inner.deregister(node, floor).await
+    async fn deregister(&self, node: &str, incarnation: u64, groups: &[u16]) -> Result<(), BackendError> {
+        self.inner.deregister(node, incarnation, groups).await
     }
 
     fn subscribe(&self, events: mpsc::Sender<BackendEvent>) {
         self.inner.subscribe(events);
+    }
+
+    async fn room_counts(&self, rooms: &[RoomName]) -> Result<Vec<Counts>, BackendError> {
+        self.inner.room_counts(rooms).await
+    }
+
+    async fn list_rooms(
+        &self,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<RoomCount>, BackendError> {
+        self.inner.list_rooms(prefix, limit, cursor).await
+    }
+
+    async fn members(
+        &self,
+        room: &RoomName,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<MemberCount>, BackendError> {
+        self.inner.members(room, limit, cursor).await
     }
 
     fn mode(&self) -> &'static str {
@@ -83,19 +133,50 @@ impl PresenceBackend for FaultyBackend {
     }
 }
 
-/// Records every broadcast with its (virtual) time.
+/// Records every broadcast and greeting with its (virtual) time.
 #[derive(Default)]
-struct RecordingFanout {
+struct RecordingClients {
     sent: Mutex<Vec<(Instant, i64)>>,
+    greetings: Mutex<Vec<(SocketId, i64)>>,
+    room_sent: Mutex<Vec<(Instant, RoomName, Counts)>>,
+    room_greetings: Mutex<Vec<(SocketId, RoomName, Counts)>>,
+    /// Sockets whose transport is closed: greeting them reports `Gone`.
+    closed: Mutex<HashSet<SocketId>>,
     /// What `live()` answers: `None` (cannot tell) unless a test sets it.
     live: Mutex<Option<HashSet<SocketId>>>,
 }
 
-#[async_trait]
-impl Fanout for RecordingFanout {
-    async fn broadcast(&self, users: i64) {
-        self.sent.lock().expect("lock").push((Instant::now(), users));
+impl RecordingClients {
+    fn outcome(&self, socket: SocketId) -> Greeted {
+        if self.closed.lock().expect("lock").contains(&socket) { Greeted::Gone } else { Greeted::Delivered }
     }
+}
+
+#[async_trait]
+impl Clients for RecordingClients {
+    async fn broadcast(&self, value: i64) {
+        self.sent.lock().expect("lock").push((Instant::now(), value));
+    }
+
+    fn greet(&self, socket: SocketId, value: i64) -> Greeted {
+        self.greetings.lock().expect("lock").push((socket, value));
+        self.outcome(socket)
+    }
+
+    async fn broadcast_room(&self, room: &RoomName, counts: Counts) {
+        self.room_sent.lock().expect("lock").push((Instant::now(), room.clone(), counts));
+    }
+
+    fn greet_room(&self, socket: SocketId, room: &RoomName, counts: Counts) -> Greeted {
+        self.room_greetings.lock().expect("lock").push((socket, room.clone(), counts));
+        self.outcome(socket)
+    }
+
+    fn enter(&self, _: SocketId, _: &RoomName, _: bool) {}
+
+    fn exit(&self, _: SocketId, _: &RoomName) {}
+
+    async fn member_change(&self, _: &RoomName, _: &Member, _: bool) {}
 
     fn live(&self) -> Option<HashSet<SocketId>> {
         self.live.lock().expect("lock").clone()
@@ -106,43 +187,74 @@ impl Fanout for RecordingFanout {
 struct Node {
     commands: mpsc::UnboundedSender<Command>,
     state: watch::Receiver<NodeState>,
-    fanout: Arc<RecordingFanout>,
-    greetings: Arc<Mutex<Vec<(u64, i64)>>>,
+    clients: Arc<RecordingClients>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
+fn id(socket: u64) -> SocketId {
+    SocketId(socket.into())
+}
+
+fn room(name: &str) -> RoomName {
+    RoomName::new(name).expect("valid room")
+}
+
 impl Node {
-    fn start(id: &str, backend: &Arc<FaultyBackend>, timing: Timing) -> Self {
-        let fanout = Arc::new(RecordingFanout::default());
+    fn start(name: &str, backend: &Arc<FaultyBackend>, timing: Timing) -> Self {
+        let clients = Arc::new(RecordingClients::default());
         let (coordinator, commands, state) = Coordinator::new(
-            id.to_owned(),
+            name.into(),
             backend.clone(),
-            fanout.clone(),
+            clients.clone(),
             Arc::new(Metrics::new()),
-            timing,
+            config(timing),
         );
         let stop = CancellationToken::new();
         let task = tokio::spawn(coordinator.run(stop.clone()));
-        Self { commands, state, fanout, greetings: Arc::default(), stop, task }
+        Self { commands, state, clients, stop, task }
     }
 
     fn join(&self, socket: u64) {
-        self.join_greeted(socket, Greeted::Delivered);
+        self.connect_in(socket, &[]);
     }
 
-    /// A join whose greeting finds the transport in the given state.
-    fn join_greeted(&self, socket: u64, outcome: Greeted) {
-        let greetings = self.greetings.clone();
-        let greet = Box::new(move |users| {
-            greetings.lock().expect("lock").push((socket, users));
-            outcome
-        });
-        self.commands.send(Command::Join { id: SocketId(socket.into()), greet }).expect("coordinator runs");
+    fn connect_in(&self, socket: u64, rooms: &[&str]) {
+        let rooms = rooms.iter().map(|r| room(r)).collect();
+        self.commands
+            .send(Command::Connect { id: id(socket), identity: None, rooms })
+            .expect("coordinator runs");
+    }
+
+    /// A connect whose transport is already closed when the coordinator greets it.
+    fn join_closed(&self, socket: u64) {
+        self.clients.closed.lock().expect("lock").insert(id(socket));
+        self.join(socket);
     }
 
     fn leave(&self, socket: u64) {
-        self.commands.send(Command::Leave { id: SocketId(socket.into()) }).expect("coordinator runs");
+        self.commands.send(Command::Disconnect { id: id(socket) }).expect("coordinator runs");
+    }
+
+    /// Sends a `join` event; the ack lands in the returned slot.
+    fn join_room(&self, socket: u64, name: &str) -> Arc<Mutex<Option<RoomReply>>> {
+        let slot: Arc<Mutex<Option<RoomReply>>> = Arc::default();
+        let ack = slot.clone();
+        let reply = Box::new(move |r| *ack.lock().expect("lock") = Some(r));
+        let command = Command::Join { id: id(socket), room: room(name), members: false, reply };
+        self.commands.send(command).expect("coordinator runs");
+        slot
+    }
+
+    /// Sends a `leave` event; the ack lands in the returned slot.
+    fn leave_room(&self, socket: u64, name: &str) -> Arc<Mutex<Option<RoomReply>>> {
+        let slot: Arc<Mutex<Option<RoomReply>>> = Arc::default();
+        let ack = slot.clone();
+        let reply = Box::new(move |r| *ack.lock().expect("lock") = Some(r));
+        self.commands
+            .send(Command::Leave { id: id(socket), room: room(name), reply })
+            .expect("coordinator runs");
+        slot
     }
 
     fn shown(&self) -> Option<i64> {
@@ -150,17 +262,33 @@ impl Node {
     }
 
     fn broadcasts(&self) -> Vec<(Instant, i64)> {
-        self.fanout.sent.lock().expect("lock").clone()
+        self.clients.sent.lock().expect("lock").clone()
     }
 
     fn greeting_of(&self, socket: u64) -> Option<i64> {
-        self.greetings.lock().expect("lock").iter().find(|(s, _)| *s == socket).map(|(_, users)| *users)
+        let greetings = self.clients.greetings.lock().expect("lock");
+        greetings.iter().find(|(s, _)| *s == id(socket)).map(|(_, users)| *users)
+    }
+
+    /// The last `room users` this node broadcast for `name`.
+    fn last_room_broadcast(&self, name: &str) -> Option<Counts> {
+        let sent = self.clients.room_sent.lock().expect("lock");
+        sent.iter().rev().find(|(_, r, _)| r.as_str() == name).map(|(_, _, c)| *c)
+    }
+
+    fn room_greeting_of(&self, socket: u64, name: &str) -> Option<Counts> {
+        let greetings = self.clients.room_greetings.lock().expect("lock");
+        greetings.iter().find(|(s, r, _)| *s == id(socket) && r.as_str() == name).map(|(_, _, c)| *c)
     }
 
     async fn stop(self) {
         self.stop.cancel();
         self.task.await.expect("coordinator task");
     }
+}
+
+fn conns(connections: i64) -> Counts {
+    Counts { connections, users: connections }
 }
 
 /// Waits, in virtual time, until `condition` holds; panics after `deadline` of virtual time.
@@ -320,7 +448,7 @@ async fn a_socket_whose_greeting_finds_its_transport_closed_is_not_counted() {
     (0..3).for_each(|s| node.join(s));
     until("settled at 3", SOON, || node.shown() == Some(3)).await;
     // socketioxide said "connected", but the transport had closed before the handler ran.
-    node.join_greeted(3, Greeted::Gone);
+    node.join_closed(3);
     until("the greeting was tried", SOON, || node.greeting_of(3).is_some()).await;
     tokio::time::sleep(TIMING.flush_interval * 2).await;
     assert_eq!(node.shown(), Some(3));
@@ -337,6 +465,112 @@ async fn the_sweep_drops_counted_sockets_the_socket_layer_no_longer_holds() {
     until("settled at 5", SOON, || node.shown() == Some(5)).await;
     // Sockets 3 and 4 vanished without a disconnect (e.g. before any count was known to greet).
     let live: HashSet<SocketId> = (0..3u64).map(|s| SocketId(s.into())).collect();
-    *node.fanout.live.lock().expect("lock") = Some(live);
+    *node.clients.live.lock().expect("lock") = Some(live);
     until("swept within one interval", super::SWEEP_INTERVAL + SOON, || node.shown() == Some(3)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn room_members_on_two_nodes_see_the_room_count_and_only_theirs() {
+    let backend = Arc::new(FaultyBackend::default());
+    let a = Node::start("a", &backend, TIMING);
+    let b = Node::start("b", &backend, TIMING);
+    a.connect_in(1, &["doc"]);
+    until("a's member is greeted once the room's count is known", SOON, || {
+        a.room_greeting_of(1, "doc").is_some()
+    })
+    .await;
+    assert_eq!(a.room_greeting_of(1, "doc"), Some(conns(1)), "its own connection included");
+    b.connect_in(2, &["doc"]);
+    b.connect_in(3, &["other"]);
+    until("b's member sees 2", SOON, || b.room_greeting_of(2, "doc") == Some(conns(2))).await;
+    until("a broadcasts 2 in doc", SOON, || a.last_room_broadcast("doc") == Some(conns(2))).await;
+    assert_eq!(a.last_room_broadcast("other"), None, "a has no member in other");
+    b.leave(2);
+    until("a broadcasts 1 in doc", SOON, || a.last_room_broadcast("doc") == Some(conns(1))).await;
+    assert_eq!(a.shown(), Some(2), "the global count is unchanged by rooms");
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_and_leave_events_are_acked_with_the_counts_and_counted_once() {
+    let backend = Arc::new(FaultyBackend::default());
+    let node = Node::start("a", &backend, TIMING);
+    node.join(1);
+    node.join(2);
+    until("registered", SOON, || node.shown() == Some(2)).await;
+    let first = node.join_room(1, "board");
+    until("first join acked", SOON, || first.lock().expect("lock").is_some()).await;
+    assert_eq!(*first.lock().expect("lock"), Some(RoomReply::Counts(room("board"), conns(1))));
+    let twice = node.join_room(1, "board");
+    let second = node.join_room(2, "board");
+    until("acked", SOON, || twice.lock().expect("lock").is_some() && second.lock().expect("lock").is_some())
+        .await;
+    assert_eq!(
+        *twice.lock().expect("lock"),
+        Some(RoomReply::Counts(room("board"), conns(1))),
+        "joining twice is harmless"
+    );
+    assert_eq!(*second.lock().expect("lock"), Some(RoomReply::Counts(room("board"), conns(2))));
+    let left = node.leave_room(1, "board");
+    until("leave acked", SOON, || left.lock().expect("lock").is_some()).await;
+    assert_eq!(*left.lock().expect("lock"), Some(RoomReply::Counts(room("board"), conns(1))));
+    let nowhere = node.leave_room(1, "nowhere");
+    until("leave acked", SOON, || nowhere.lock().expect("lock").is_some()).await;
+    assert_eq!(*nowhere.lock().expect("lock"), Some(RoomReply::NotFollowed(room("nowhere"))));
+    until("the backend holds 1 in board", SOON, || {
+        backend.inner.room_counts(&[room("board")]).now_or_never().and_then(Result::ok)
+            == Some(vec![conns(1)])
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_beyond_the_room_limit_is_refused_and_changes_nothing() {
+    let backend = Arc::new(FaultyBackend::default());
+    let node = Node::start("a", &backend, TIMING);
+    node.connect_in(1, &["r1", "r2", "r3"]);
+    until("registered", SOON, || node.shown() == Some(1)).await;
+    let fourth = node.join_room(1, "r4");
+    until("acked", SOON, || fourth.lock().expect("lock").is_some()).await;
+    assert!(
+        matches!(&*fourth.lock().expect("lock"), Some(RoomReply::Refused(why)) if why.contains("3 rooms"))
+    );
+    tokio::time::sleep(TIMING.flush_interval * 3).await;
+    let counts = backend.inner.room_counts(&[room("r3"), room("r4")]).await.expect("counts");
+    assert_eq!(counts, [conns(1), conns(0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_gives_every_room_back_in_one_step() {
+    let backend = Arc::new(FaultyBackend::default());
+    let a = Node::start("a", &backend, TIMING);
+    let b = Node::start("b", &backend, TIMING);
+    for socket in 0..6 {
+        a.connect_in(socket, &["x", "y"]);
+    }
+    b.connect_in(100, &["x"]);
+    until("b sees 7 in x", SOON, || b.last_room_broadcast("x") == Some(conns(7))).await;
+    a.stop().await;
+    until("b sees 1 in x", SOON, || b.last_room_broadcast("x") == Some(conns(1))).await;
+    let counts = backend.inner.room_counts(&[room("y")]).await.expect("counts");
+    assert_eq!(counts, [conns(0)], "y is empty, and gone");
+    let page = backend.inner.list_rooms("", 10, None).await.expect("list");
+    assert_eq!(page.items.iter().map(|r| r.room.as_str()).collect::<Vec<_>>(), ["x"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_member_on_the_same_node_is_written() {
+    let backend = Arc::new(FaultyBackend::default());
+    let node = Node::start("a", &backend, TIMING);
+    node.join(1);
+    node.join(2);
+    until("registered", SOON, || node.shown() == Some(2)).await;
+    let first = node.join_room(1, "x");
+    until("acked", SOON, || first.lock().expect("lock").is_some()).await;
+    let second = node.join_room(2, "x");
+    until("acked", SOON, || second.lock().expect("lock").is_some()).await;
+    assert_eq!(*second.lock().expect("lock"), Some(RoomReply::Counts(room("x"), conns(2))));
+    until("the backend holds 2", SOON, || {
+        backend.inner.room_counts(&[room("x")]).now_or_never().and_then(Result::ok) == Some(vec![conns(2)])
+    })
+    .await;
 }

@@ -1,21 +1,21 @@
-//! The Lua scripts (in `lua/`) that make every count change one atomic Redis step, and the one
-//! place that declares the order of the keys they receive.
+//! The Lua scripts (in `lua/`) that make every change one atomic Redis step, and the names of
+//! every key and channel they use (built from hash tags: see ARCHITECTURE.md).
 //!
 //! Every script is `prelude.lua` followed by its body, sent with EVALSHA; after a Redis restart
 //! (NOSCRIPT) the client loads it again.
-
-/// The keys every script receives, in `KEYS[1..]` order (see `lua/prelude.lua`). All carry the
-/// hash tag `{prefix}`, so they live in one Redis Cluster slot.
-pub const GLOBAL_KEYS: [&str; 5] = ["total", "version", "shares", "nodes", "clock"];
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
 /// The compiled scripts of one backend (their SHA1s are what EVALSHA sends).
 pub struct Scripts {
-    /// `lua/write_share.lua`: heartbeat, set the share, reap, announce, read the live nodes.
-    pub write_share: redis::Script,
-    /// `lua/deregister.lua`: remove this node and its share at shutdown.
+    /// `lua/flush.lua`: heartbeat, reaping, registration, shares, announcements.
+    pub flush: redis::Script,
+    /// `lua/deregister.lua`: remove this node and all its shares at shutdown.
     pub deregister: redis::Script,
+    /// `lua/list_rooms.lua`: one group's rooms by name, with counts.
+    pub list_rooms: redis::Script,
+    /// `lua/members.lua`: one page of a room's members.
+    pub members: redis::Script,
 }
 
 impl Scripts {
@@ -23,18 +23,58 @@ impl Scripts {
     pub fn new() -> Self {
         let with_prelude = |body: &str| redis::Script::new(&format!("{PRELUDE}\n{body}"));
         Self {
-            write_share: with_prelude(include_str!("lua/write_share.lua")),
+            flush: with_prelude(include_str!("lua/flush.lua")),
             deregister: with_prelude(include_str!("lua/deregister.lua")),
+            list_rooms: with_prelude(include_str!("lua/list_rooms.lua")),
+            members: with_prelude(include_str!("lua/members.lua")),
         }
     }
 }
 
-/// The full key names for a prefix: `{prefix}:total`, ...
-pub fn global_keys(prefix: &str) -> [String; 5] {
-    GLOBAL_KEYS.map(|name| format!("{{{prefix}}}:{name}"))
+/// Key and channel names of one cluster (one `redis_prefix`).
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: String,
 }
 
-/// The announcement channel for a prefix.
-pub fn updates_channel(prefix: &str) -> String {
-    format!("{{{prefix}}}:updates")
+impl Names {
+    /// Names under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    /// `{prefix}`: the tag of every global key.
+    pub fn global_tag(&self) -> String {
+        format!("{{{}}}", self.prefix)
+    }
+
+    /// `{prefix:g<N>}`: the tag of every key of room group `group`.
+    pub fn group_tag(&self, group: u16) -> String {
+        format!("{{{}:g{group}}}", self.prefix)
+    }
+
+    /// The global count's channel.
+    pub fn global_channel(&self) -> String {
+        format!("{}:updates", self.global_tag())
+    }
+
+    /// A room group's channel.
+    pub fn group_channel(&self, group: u16) -> String {
+        format!("{}:updates", self.group_tag(group))
+    }
+
+    /// One key of the global slot, to route a call there.
+    pub fn global_route(&self) -> String {
+        format!("{}:agg", self.global_tag())
+    }
+
+    /// One key of a group's slot, to route a call there.
+    pub fn group_route(&self, group: u16) -> String {
+        format!("{}:v", self.group_tag(group))
+    }
+
+    /// A room's aggregate hash (`c`, `u`, `n:<node>`).
+    pub fn room_key(&self, group: u16, room: &str) -> String {
+        format!("{}:r:{room}", self.group_tag(group))
+    }
 }

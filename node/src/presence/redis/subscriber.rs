@@ -1,6 +1,6 @@
-//! The pub/sub side of the Redis backend: one dedicated connection to the announcement channel,
-//! re-established with capped backoff. Every (re)subscription is reported, because anything may
-//! have been missed while unsubscribed and the coordinator must re-read the authoritative total.
+//! The pub/sub side of the Redis backend: one dedicated connection to the global channel and every
+//! room group's channel, re-established with capped backoff. Every (re)subscription is reported,
+//! because anything may have been missed while unsubscribed and the coordinator must re-read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,23 +8,15 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::codec::Published;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
-use crate::presence::{Announcement, BackendEvent, Snapshot};
+use crate::presence::{Announcement, BackendEvent, Counts, Snapshot};
 
-/// The announcement published on `{prefix}:updates` (see `lua/prelude.lua`).
-#[derive(serde::Deserialize)]
-struct Published {
-    v: u64,
-    users: i64,
-    #[serde(default)]
-    reaped: Vec<String>,
-}
-
-/// Forwards announcements from one Redis channel to the coordinator.
+/// Forwards announcements from Redis channels to the coordinator.
 pub(super) struct Subscriber {
     pub client: redis::Client,
-    pub channel: String,
+    pub channels: Vec<String>,
     pub timeout: Duration,
     pub metrics: Arc<Metrics>,
 }
@@ -37,20 +29,20 @@ impl Subscriber {
         while !events.is_closed() {
             let connect = async {
                 let mut pubsub = self.client.get_async_pubsub().await?;
-                pubsub.subscribe(&self.channel).await?;
+                pubsub.subscribe(&self.channels).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
             let attempt = Instant::now();
             match tokio::time::timeout(self.timeout, connect).await {
                 Ok(Ok(pubsub)) => {
                     if outage_logged {
-                        tracing::info!(channel = %self.channel, "redis subscription restored");
+                        tracing::info!("redis subscription restored");
                     }
                     backoff.reset();
                     if !self.forward(pubsub, &events).await {
                         return;
                     }
-                    tracing::warn!(channel = %self.channel, "redis subscription lost; reconnecting");
+                    tracing::warn!("redis subscription lost; reconnecting");
                     outage_logged = true;
                 }
                 failure => {
@@ -60,7 +52,7 @@ impl Subscriber {
                             |_| "timed out".to_owned(),
                             |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
                         );
-                        tracing::warn!(channel = %self.channel, %error, "cannot subscribe to redis; retrying with backoff");
+                        tracing::warn!(%error, "cannot subscribe to redis; retrying with backoff");
                         outage_logged = true;
                     }
                 }
@@ -88,10 +80,8 @@ impl Subscriber {
                 return events.send(BackendEvent::Unsubscribed).await.is_ok();
             };
             let payload = message.get_payload_bytes();
-            match serde_json::from_slice::<Published>(payload) {
-                Ok(p) => {
-                    let snapshot = Snapshot { total: p.users, version: p.v };
-                    let announcement = Announcement { snapshot, reaped: p.reaped };
+            match parse(payload) {
+                Ok(announcement) => {
                     if events.send(BackendEvent::Announced(announcement)).await.is_err() {
                         return false;
                     }
@@ -100,11 +90,27 @@ impl Subscriber {
                     self.metrics.bad_announcements.inc();
                     if !garbage_logged {
                         let sample = String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned();
-                        tracing::warn!(channel = %self.channel, %error, %sample, "ignoring a message that is not an announcement (further ones are only counted)");
+                        tracing::warn!(channel = %message.get_channel_name(), %error, %sample, "ignoring a message that is not an announcement (further ones are only counted)");
                         garbage_logged = true;
                     }
                 }
             }
         }
+    }
+}
+
+/// One channel message as an [`Announcement`].
+fn parse(payload: &[u8]) -> Result<Announcement, String> {
+    match serde_json::from_slice::<Published>(payload).map_err(|e| e.to_string())? {
+        Published::Global { v, c, u, reaped } => Ok(Announcement::Global {
+            snapshot: Snapshot { counts: Counts { connections: c, users: u }, version: v },
+            reaped,
+        }),
+        Published::Rooms { g, v, rooms, reaped } => Ok(Announcement::Rooms {
+            group: g,
+            version: v,
+            rooms: rooms.into_iter().map(|r| r.update(v)).collect::<Result<_, _>>()?,
+            reaped,
+        }),
     }
 }

@@ -1,9 +1,37 @@
--- ARGV: node, floor, channel. Removes the node and its share; always announces.
--- Returns {total, version}.
-local node, floor, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-redis.call('SET', KEYS[5], now)
-local share = redis.call('HGET', KEYS[3], node)
-if share then total = total - tonumber(share) end
-redis.call('HDEL', KEYS[3], node)
-redis.call('ZREM', KEYS[4], node)
-return {total, announce(floor, channel)}
+-- ARGV[1]: {node, inc, global = {tag}, groups = [{tag, g}]}. Removes the node, its global share
+-- and every room share it holds in the listed groups, announcing each drop (graceful shutdown).
+local p = cjson.decode(ARGV[1])
+local node = p.node
+for _, gp in ipairs(p.groups) do
+  local T = gp.tag
+  local changed = {}
+  local set = T .. ':n:' .. node
+  for _, room in ipairs(redis.call('SMEMBERS', set)) do
+    local t = new_trace(room_keys(T, room))
+    remove_node(t, node)
+    local _, joined, left, truncated = finish(t, tonumber(p.cap))
+    if t.c > 0 then redis.call('ZADD', T .. ':rooms', 0, room) else redis.call('ZREM', T .. ':rooms', room) end
+    changed[#changed + 1] = {room, t.c, t.u, joined, left, truncated}
+  end
+  redis.call('DEL', set)
+  redis.call('HDEL', T .. ':inc', node)
+  if #changed > 0 then
+    local version = tonumber(redis.call('GET', T .. ':v') or '0') + 1
+    redis.call('SET', T .. ':v', version)
+    redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":[]}', gp.g, version, cjson.encode(changed)))
+  end
+end
+if p.global then
+  local G = p.global.tag
+  local t = new_trace(global_keys(G))
+  remove_node(t, node)
+  finish(t, nil)
+  redis.call('ZREM', G .. ':nodes', node)
+  redis.call('HDEL', G .. ':inc', node)
+  redis.call('HDEL', G .. ':groups', node)
+  redis.call('SET', G .. ':clock', now)
+  local version = tonumber(redis.call('GET', G .. ':v') or '0') + 1
+  redis.call('SET', G .. ':v', version)
+  redis.call('PUBLISH', G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":[]}', version, t.c, t.u))
+end
+return 'ok'

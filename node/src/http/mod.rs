@@ -1,4 +1,7 @@
-//! The HTTP routes beside Socket.IO: the page, the client bundle, health, presence, metrics.
+//! The HTTP routes beside Socket.IO: the page, the client bundle, health, presence, the rooms
+//! API and its OpenAPI document, metrics.
+
+mod rooms;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,14 +12,18 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rollcall_wire::PresenceDocument;
 
 use crate::bundle::{self, ClientBundle};
 use crate::metrics::Metrics;
+use crate::presence::PresenceBackend;
 use crate::readmodel::{ReadModel, Readiness};
 
-const INDEX_HTML: &str = include_str!("assets/index.html");
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const OPENAPI_JSON: &str = include_str!("../assets/openapi.json");
+/// Largest body of `POST /api/rooms/counts` (1000 names of up to 256 bytes, JSON-escaped).
+const MAX_COUNTS_BODY: usize = 1 << 20;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -31,12 +38,22 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// The socket.io-client bundle.
     pub bundle: ClientBundle,
+    /// For the rooms API.
+    pub backend: Arc<dyn PresenceBackend>,
 }
 
 /// Every route but `/socket.io/` itself, which the caller mounts.
 pub fn routes(state: HttpState) -> Router {
     let bundle =
         Router::new().route("/socket.io/{file}", get(bundle::serve)).with_state(state.bundle.clone());
+    let rooms = Router::new()
+        .route("/api/rooms", get(rooms::list))
+        .route(
+            "/api/rooms/counts",
+            post(rooms::many).layer(axum::extract::DefaultBodyLimit::max(MAX_COUNTS_BODY)),
+        )
+        .route("/api/rooms/{room}", get(rooms::one))
+        .with_state(state.backend.clone());
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -44,12 +61,18 @@ pub fn routes(state: HttpState) -> Router {
         .route("/api/presence", get(presence))
         .route("/metrics", get(metrics))
         .route("/dashboard", get(crate::dashboard::page))
+        .route("/api/openapi.json", get(openapi))
         .with_state(state)
         .merge(bundle)
+        .merge(rooms)
 }
 
 async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn healthz() -> &'static str {

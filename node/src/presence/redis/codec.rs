@@ -1,0 +1,245 @@
+//! The JSON that goes into `flush.lua` and comes back from it and from the channels. Lua's cjson
+//! writes an empty list as `{}`, so every list read here accepts that too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::scripts::Names;
+use crate::count::RoomName;
+use crate::presence::{
+    Counts, Flush, FlushReply, Member, NodeInfo, Reap, RoomUpdate, Share, Snapshot, group_of,
+};
+
+/// A user cell as the scripts take it: `[user, sockets, info | null]`.
+type CellJson<'a> = (&'a str, u32, Option<&'a str>);
+
+#[derive(Serialize)]
+pub struct Payload<'a> {
+    node: &'a str,
+    inc: u64,
+    ttl: u64,
+    cap: u32,
+    global: Option<GlobalPart<'a>>,
+    groups: Vec<GroupPart<'a>>,
+}
+
+#[derive(Serialize)]
+struct GlobalPart<'a> {
+    tag: String,
+    floor: u64,
+    c: u32,
+    a: u32,
+    u: Vec<CellJson<'a>>,
+    groups: &'a [u16],
+    done: Vec<(&'a str, u64)>,
+}
+
+#[derive(Serialize)]
+struct GroupPart<'a> {
+    tag: String,
+    g: u16,
+    floor: u64,
+    rooms: Vec<(&'a str, u32, u32, Vec<CellJson<'a>>)>,
+    reap: Vec<(&'a str, u64)>,
+}
+
+fn cells(share: &Share) -> Vec<CellJson<'_>> {
+    share.users.iter().map(|c| (&*c.user, c.connections, c.info.as_deref())).collect()
+}
+
+impl<'a> Payload<'a> {
+    /// The whole flush as one payload, its parts grouped by slot (global, then each group).
+    pub fn new(flush: &'a Flush, names: &Names, groups: u16, ttl_ms: u64, cap: u32) -> Self {
+        let floors: BTreeMap<u16, u64> = flush.group_floors.iter().copied().collect();
+        let mut parts: BTreeMap<u16, GroupPart<'a>> = BTreeMap::new();
+        for room in &flush.rooms {
+            let g = group_of(&room.room, groups);
+            let entry = parts.entry(g).or_insert_with(|| empty_part(names, g, &floors));
+            entry.rooms.push((
+                room.room.as_str(),
+                room.share.connections,
+                room.share.anonymous,
+                cells(&room.share),
+            ));
+        }
+        for reap in &flush.reaps {
+            for &g in &reap.groups {
+                let entry = parts.entry(g).or_insert_with(|| empty_part(names, g, &floors));
+                entry.reap.push((&reap.node, reap.incarnation));
+            }
+        }
+        for &g in &flush.tick_groups {
+            parts.entry(g).or_insert_with(|| empty_part(names, g, &floors));
+        }
+        let global = GlobalPart {
+            tag: names.global_tag(),
+            floor: flush.global_floor,
+            c: flush.global.connections,
+            a: flush.global.anonymous,
+            u: cells(&flush.global),
+            groups: &flush.groups_held,
+            done: flush.reaps_done.iter().map(|r| (r.node.as_str(), r.incarnation)).collect(),
+        };
+        Self {
+            node: &flush.node,
+            inc: flush.incarnation,
+            ttl: ttl_ms,
+            cap,
+            global: Some(global),
+            groups: parts.into_values().collect(),
+        }
+    }
+
+    /// One key per slot the payload touches, to route the call.
+    pub fn route_keys(&self, names: &Names) -> Vec<String> {
+        let mut keys: Vec<String> = self.global.iter().map(|_| names.global_route()).collect();
+        keys.extend(self.groups.iter().map(|g| names.group_route(g.g)));
+        keys
+    }
+}
+
+fn empty_part<'a>(names: &Names, g: u16, floors: &BTreeMap<u16, u64>) -> GroupPart<'a> {
+    GroupPart {
+        tag: names.group_tag(g),
+        g,
+        floor: floors.get(&g).copied().unwrap_or(0),
+        rooms: Vec::new(),
+        reap: Vec::new(),
+    }
+}
+
+/// A list that Lua may have written as `{}`.
+fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Object(map) if map.is_empty() => Ok(Vec::new()),
+        value => serde_json::from_value(value).map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    global: Option<GlobalReply>,
+    #[serde(deserialize_with = "list")]
+    groups: Vec<GroupReply>,
+}
+
+#[derive(Deserialize)]
+struct GlobalReply {
+    c: i64,
+    u: i64,
+    v: u64,
+    inc: u64,
+    restored: u8,
+    #[serde(deserialize_with = "list")]
+    reaped: Vec<String>,
+    now: i64,
+    ttl: i64,
+    #[serde(deserialize_with = "list")]
+    nodes: Vec<(String, i64, i64)>,
+    #[serde(deserialize_with = "list")]
+    pending: Vec<Reap>,
+}
+
+#[derive(Deserialize)]
+struct GroupReply {
+    g: u16,
+    v: u64,
+    #[serde(deserialize_with = "list")]
+    rooms: Vec<RoomEntry>,
+}
+
+/// `[room, c, u, joined, left, truncated]`, joined and left as `[[user, info | false]...]`.
+#[derive(Deserialize)]
+struct RoomEntry(
+    String,
+    i64,
+    i64,
+    #[serde(deserialize_with = "list")] Vec<(String, serde_json::Value)>,
+    #[serde(deserialize_with = "list")] Vec<(String, serde_json::Value)>,
+    bool,
+);
+
+impl RoomEntry {
+    fn update(self, version: u64) -> Result<RoomUpdate, String> {
+        let RoomEntry(room, connections, users, joined, left, truncated) = self;
+        let room = RoomName::new(&room).map_err(|e| format!("room {room:?}: {e}"))?;
+        let members = |list: Vec<(String, serde_json::Value)>| {
+            list.into_iter()
+                .map(|(user, info)| Member { user: user.into(), info: info.as_str().map(Arc::from) })
+                .collect()
+        };
+        Ok(RoomUpdate {
+            room,
+            snapshot: Snapshot { counts: Counts { connections, users }, version },
+            joined: members(joined),
+            left: members(left),
+            truncated,
+        })
+    }
+}
+
+/// Parses `flush.lua`'s reply.
+pub fn flush_reply(text: &str) -> Result<FlushReply, String> {
+    let reply: Reply = serde_json::from_str(text).map_err(|e| format!("flush reply: {e}"))?;
+    let mut out = FlushReply::default();
+    if let Some(g) = reply.global {
+        out.global = Snapshot { counts: Counts { connections: g.c, users: g.u }, version: g.v };
+        out.incarnation = g.inc;
+        out.restored = g.restored == 1;
+        out.reaped = g.reaped;
+        out.pending_reaps = g.pending;
+        out.nodes = g
+            .nodes
+            .into_iter()
+            .map(|(id, users, deadline)| NodeInfo {
+                id,
+                users,
+                heartbeat_age_ms: (g.now - (deadline - g.ttl)).max(0).unsigned_abs(),
+            })
+            .collect();
+    }
+    for group in reply.groups {
+        out.group_versions.push((group.g, group.v));
+        for room in group.rooms {
+            out.rooms.push(room.update(group.v)?);
+        }
+    }
+    Ok(out)
+}
+
+/// What the channels carry.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Published {
+    /// A group's rooms changed: `{"g","v","rooms","reaped"}`.
+    Rooms {
+        g: u16,
+        v: u64,
+        #[serde(deserialize_with = "list")]
+        rooms: Vec<RoomEntryOwned>,
+        #[serde(deserialize_with = "list", default)]
+        reaped: Vec<String>,
+    },
+    /// The global count changed: `{"v","c","u","reaped"}`.
+    Global {
+        v: u64,
+        c: i64,
+        u: i64,
+        #[serde(deserialize_with = "list", default)]
+        reaped: Vec<String>,
+    },
+}
+
+/// A room entry on a channel (same shape as in replies).
+#[derive(Deserialize)]
+pub struct RoomEntryOwned(RoomEntry);
+
+impl RoomEntryOwned {
+    /// The update it describes, at the group's `version`.
+    pub fn update(self, version: u64) -> Result<RoomUpdate, String> {
+        self.0.update(version)
+    }
+}

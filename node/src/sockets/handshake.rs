@@ -1,0 +1,126 @@
+//! What a client asks for in its Socket.IO handshake: rooms to join at once (the `auth` object's
+//! `rooms` array and repeated `room=` query parameters), checked before the socket is accepted.
+
+use crate::count::RoomName;
+
+/// A handshake that passed every check; the connect handler takes it from the socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handshake {
+    /// Rooms to join at connect, without duplicates.
+    pub rooms: Vec<RoomName>,
+}
+
+/// Why a handshake is refused; the text reaches the client as the CONNECT_ERROR `message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// A room name is not valid.
+    #[error("invalid room {name}: {reason}")]
+    InvalidRoom {
+        /// The name as sent (JSON), shortened.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// `auth.rooms` is there but not an array.
+    #[error("auth.rooms must be an array of room names")]
+    RoomsNotAnArray,
+    /// More rooms than one connection may hold.
+    #[error("too many rooms: {asked} asked, at most {max} per connection")]
+    TooManyRooms {
+        /// Rooms asked for.
+        asked: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl HandshakeError {
+    /// The metric label of this refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::InvalidRoom { .. } | HandshakeError::RoomsNotAnArray => "invalid",
+            HandshakeError::TooManyRooms { .. } => "max_rooms",
+        }
+    }
+}
+
+/// Reads the rooms from the handshake's `auth` object and query string.
+pub fn rooms(
+    auth: Option<&serde_json::Value>,
+    query: Option<&str>,
+    max: usize,
+) -> Result<Handshake, HandshakeError> {
+    let mut rooms: Vec<RoomName> = Vec::new();
+    let add = |rooms: &mut Vec<RoomName>, room: RoomName| {
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+    };
+    if let Some(list) = auth.and_then(|a| a.get("rooms")) {
+        let list = list.as_array().ok_or(HandshakeError::RoomsNotAnArray)?;
+        if list.len() > max {
+            return Err(HandshakeError::TooManyRooms { asked: list.len(), max });
+        }
+        for value in list {
+            add(&mut rooms, RoomName::from_json(value).map_err(|e| invalid(&value.to_string(), &e))?);
+        }
+    }
+    let asked = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).filter(|(k, _)| k == "room");
+    for (_, name) in asked {
+        add(&mut rooms, RoomName::new(&name).map_err(|e| invalid(&format!("{name:?}"), &e))?);
+        if rooms.len() > max {
+            break;
+        }
+    }
+    if rooms.len() > max {
+        return Err(HandshakeError::TooManyRooms { asked: rooms.len(), max });
+    }
+    Ok(Handshake { rooms })
+}
+
+fn invalid(name: &str, reason: &impl std::fmt::Display) -> HandshakeError {
+    let mut name = name.to_owned();
+    if name.len() > 80 {
+        let cut = (0..=80).rev().find(|i| name.is_char_boundary(*i)).unwrap_or(0);
+        name.truncate(cut);
+        name.push('…');
+    }
+    HandshakeError::InvalidRoom { name, reason: reason.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names(h: &Handshake) -> Vec<&str> {
+        h.rooms.iter().map(RoomName::as_str).collect()
+    }
+
+    #[test]
+    fn rooms_come_from_auth_and_the_query() {
+        let auth = json!({ "rooms": ["a", "b"] });
+        let h = rooms(Some(&auth), Some("EIO=4&transport=websocket&room=%2Fblog%2Fx&room=a,b&room=a"), 16)
+            .expect("ok");
+        assert_eq!(names(&h), ["a", "b", "/blog/x", "a,b"]);
+        assert_eq!(rooms(None, None, 16), Ok(Handshake::default()));
+    }
+
+    #[test]
+    fn bad_rooms_are_refused_with_a_reason() {
+        let err =
+            |auth: serde_json::Value, query: &str| rooms(Some(&auth), Some(query), 2).expect_err("refused");
+        assert_eq!(err(json!({"rooms": "a"}), ""), HandshakeError::RoomsNotAnArray);
+        assert!(err(json!({"rooms": [7]}), "").to_string().contains("must be a string"));
+        assert!(err(json!({}), "room=").to_string().contains("empty"));
+        assert!(err(json!({}), "room=a%0Ab").to_string().contains("control"));
+        assert_eq!(
+            err(json!({"rooms": ["a", "b", "c"]}), ""),
+            HandshakeError::TooManyRooms { asked: 3, max: 2 }
+        );
+        assert_eq!(
+            err(json!({"rooms": ["a"]}), "room=b&room=c"),
+            HandshakeError::TooManyRooms { asked: 3, max: 2 }
+        );
+    }
+}
