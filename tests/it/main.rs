@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod http_routes;
 mod netns;
+mod prometheus;
 mod standalone;
 mod swarm;
 mod telemetry;
