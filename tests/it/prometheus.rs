@@ -1,7 +1,8 @@
 //! The shipped rules in a real Prometheus (Debian's `/usr/bin/prometheus`) scraping three process
 //! nodes on one real redis-server: the recording rules give the true cluster totals, every rule
 //! evaluates without error, nothing fires on a healthy cluster, and a node killed with SIGKILL
-//! fires `RollcallDeadNodesReaped` (and `RollcallNodeDown`) in `/api/v1/alerts`.
+//! fires `RollcallDeadNodesReaped` (and `RollcallNodeDown`) in `/api/v1/alerts`. Every query of
+//! the Grafana dashboard evaluates too, and those over metrics a node exports today return data.
 //!
 //! The rules are `deploy/prometheus/rollcall.rules.yml` with ONE substitution: every `for:`
 //! duration becomes `1s` (see [`with_short_for`]), so alerts that wait minutes in production fire
@@ -21,6 +22,7 @@ use crate::helpers::{
 };
 
 const RULES: &str = include_str!("../../deploy/prometheus/rollcall.rules.yml");
+const DASHBOARD: &str = include_str!("../../deploy/grafana/rollcall.json");
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 /// Scrapes and rule evaluations are 1 s apart; a few of them fit in this.
 const SEEN: Duration = Duration::from_secs(30);
@@ -42,6 +44,46 @@ fn with_short_for(rules: &str) -> String {
         .collect();
     assert!(replaced >= 10, "expected the alerts' `for:` lines, found {replaced}");
     lines.join("\n") + "\n"
+}
+
+/// Every panel query of the dashboard, with Grafana's variables replaced by this test's values.
+fn dashboard_queries() -> Vec<String> {
+    fn walk(panels: &Value, out: &mut Vec<String>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            let targets = panel["targets"].as_array().into_iter().flatten();
+            out.extend(targets.filter_map(|t| t["expr"].as_str()).map(str::to_owned));
+            walk(&panel["panels"], out);
+        }
+    }
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("dashboard json");
+    let mut queries = Vec::new();
+    walk(&dashboard["panels"], &mut queries);
+    assert!(queries.len() > 20, "found only {} dashboard queries", queries.len());
+    let variables = [("$__rate_interval", "1m"), ("$instance", ".*"), ("$job", "rollcall")];
+    queries
+        .iter()
+        .map(|q| variables.iter().fold(q.clone(), |q, (var, value)| q.replace(var, value)))
+        .collect()
+}
+
+/// The `rollcall_*` metric names in a query.
+fn metric_names(query: &str) -> Vec<&str> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    query
+        .match_indices("rollcall_")
+        .filter(|(at, _)| !query[..*at].ends_with(is_name))
+        .map(|(at, _)| {
+            let rest = &query[at..];
+            &rest[..rest.find(|c| !is_name(c)).unwrap_or(rest.len())]
+        })
+        .collect()
+}
+
+/// Metric names in a node's `/metrics` exposition.
+async fn exported_metrics(node: &str) -> Vec<String> {
+    let text = reqwest::get(format!("{node}/metrics")).await.expect("metrics").text().await.expect("text");
+    let names = text.lines().filter(|line| !line.starts_with('#'));
+    names.filter_map(|line| line.split(['{', ' ']).next()).map(str::to_owned).collect()
 }
 
 /// A Prometheus child process on a free loopback port with its own config, rules and storage in a
@@ -172,6 +214,34 @@ impl Drop for Prometheus {
     }
 }
 
+/// Whether the recording rules and the nodes' own gauges, as Prometheus has them, say `users`
+/// users on `nodes` nodes that agree.
+async fn rules_show(prometheus: &Prometheus, users: f64, nodes: usize) -> bool {
+    prometheus.values("rollcall:local_connections:sum").await == [users]
+        && prometheus.values("rollcall_cluster_users").await == vec![users; nodes]
+        && prometheus.values("rollcall:cluster_users:max").await == [users]
+        && prometheus.values("rollcall:cluster_users:disagreement").await == [0.0]
+        && prometheus.values("rollcall:nodes_alive:max").await == [nodes as f64]
+        && prometheus.values("rollcall:nodes_not_degraded:count").await == [nodes as f64]
+}
+
+/// Every dashboard query evaluates (the API fails the request otherwise), and those over metrics
+/// the node at `node` exports today (or `up`) have data.
+async fn dashboard_queries_evaluate(prometheus: &Prometheus, node: &str) {
+    let exported = exported_metrics(node).await;
+    let mut with_data = 0;
+    for query in dashboard_queries() {
+        let today = metric_names(&query).iter().all(|name| exported.iter().any(|e| e == name));
+        with_data += usize::from(today);
+        eventually(&format!("dashboard query evaluates, with data if it can: {query}"), SEEN, || async {
+            let has_data = !prometheus.query(&query).await.is_empty();
+            has_data || !today
+        })
+        .await;
+    }
+    assert!(with_data >= 15, "only {with_data} dashboard queries use metrics the nodes export today");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_with_the_shipped_rules_sees_the_true_totals_and_alerts_on_a_killed_node() {
     let redis = RedisServer::start().await;
@@ -184,34 +254,26 @@ async fn prometheus_with_the_shipped_rules_sees_the_true_totals_and_alerts_on_a_
     let urls: Vec<String> = nodes.iter().map(ProcessNode::url).collect();
     let clients = connect_many(&urls, 30, TransportType::Websocket).await;
     all_show(&clients, 30).await;
-
-    eventually("the recording rules show 30 users on 3 nodes", SEEN, || async {
-        prometheus.values("rollcall:local_connections:sum").await == [30.0]
-            && prometheus.values("rollcall_cluster_users").await == [30.0; 3]
-            && prometheus.values("rollcall:cluster_users:max").await == [30.0]
-            && prometheus.values("rollcall:cluster_users:disagreement").await == [0.0]
-            && prometheus.values("rollcall:nodes_alive:max").await == [3.0]
-            && prometheus.values("rollcall:nodes_not_degraded:count").await == [3.0]
-    })
-    .await;
+    eventually("the rules show 30 users on 3 nodes", SEEN, || rules_show(&prometheus, 30.0, 3)).await;
     eventually("every rule evaluated without error", SEEN, || async {
         prometheus.rule_health().await.iter().all(|(_, health, _)| health == "ok")
     })
     .await;
+    dashboard_queries_evaluate(&prometheus, &urls[0]).await;
     eventually("no alert fires on the healthy cluster", SEEN, || async {
         prometheus.firing().await.is_empty()
     })
     .await;
 
+    // connect_many spreads round robin: clients 2, 5, 8... are on the third node.
     let killed = nodes.pop().expect("three nodes");
     let killed_instance = format!("127.0.0.1:{}", killed.port);
     killed.signal("KILL").await;
-    let survivors: Vec<_> = clients.iter().enumerate().filter(|(i, _)| i % 3 != 2).map(|(_, c)| c).collect();
+    let survivors: Vec<_> = clients.iter().skip(1).step_by(3).chain(clients.iter().step_by(3)).collect();
     eventually("the survivors' clients show 20", SEEN, || async {
         survivors.iter().all(|c| c.last() == Some(20))
     })
     .await;
-
     eventually("RollcallDeadNodesReaped fires", SEEN, || async {
         prometheus.fires("RollcallDeadNodesReaped", &[("job", "rollcall"), ("severity", "warning")]).await
     })
@@ -220,13 +282,7 @@ async fn prometheus_with_the_shipped_rules_sees_the_true_totals_and_alerts_on_a_
         prometheus.fires("RollcallNodeDown", &[("instance", &killed_instance)]).await
     })
     .await;
-    eventually("the recording rules show 20 users on 2 nodes", SEEN, || async {
-        prometheus.values("rollcall:local_connections:sum").await == [20.0]
-            && prometheus.values("rollcall_cluster_users").await == [20.0; 2]
-            && prometheus.values("rollcall:cluster_users:disagreement").await == [0.0]
-            && prometheus.values("rollcall:nodes_alive:max").await == [2.0]
-    })
-    .await;
+    eventually("the rules show 20 users on 2 nodes", SEEN, || rules_show(&prometheus, 20.0, 2)).await;
     let failing: Vec<_> = prometheus.rule_health().await.into_iter().filter(|(_, h, _)| h != "ok").collect();
     assert!(failing.is_empty(), "rules that failed to evaluate: {failing:?}");
     let reaped = prometheus.query("sum(rollcall_dead_nodes_reaped_total)").await;
