@@ -21,7 +21,8 @@ command -v npm >/dev/null || missing+=(npm)
 # The chaos tests (tests/it/chaos.rs) put nodes and Redis on network namespaces of their own.
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
-# Prometheus and promtool: tests/it/prometheus.rs and scripts/check-observability.sh.
+# Prometheus and promtool: tests/it/prometheus.rs and scripts/check-observability.sh start their
+# own; the package's system service (enabled where systemd runs) is not used.
 { command -v promtool >/dev/null && [ -x /usr/bin/prometheus ]; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
