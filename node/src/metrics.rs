@@ -13,7 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 /// Label of the Redis metrics: which operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
-    /// `write_share`, `deregister`, `subscribe`.
+    /// `flush`, `deregister`, `subscribe`, `room_counts`, `list_rooms`, `members`.
     pub operation: &'static str,
 }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod http_routes;
 mod netns;
+mod prometheus;
 mod rooms;
 mod standalone;
 mod swarm;
