@@ -1,5 +1,6 @@
 //! Cluster mode: the count lives in Redis; Lua scripts change it and announce it atomically.
 
+mod connect;
 mod scripts;
 mod subscriber;
 
@@ -7,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use redis::FromRedisValue;
 use tokio::sync::mpsc;
 
+use self::connect::{Connector, ScriptPool};
 use self::scripts::Scripts;
 use self::subscriber::Subscriber;
 use super::{BackendError, BackendEvent, NodeInfo, PresenceBackend, ShareWrite, Snapshot};
@@ -19,8 +20,8 @@ use crate::metrics::Metrics;
 /// How to reach Redis and how this cluster's keys are named.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://` URL.
-    pub url: String,
+    /// Where Redis is and how to reach it (one server or Sentinel; TLS; ACL user).
+    pub target: crate::config::RedisTarget,
     /// Prefix of every key and channel (the hash tag of all of them).
     pub prefix: String,
     /// Deadline of one Redis operation.
@@ -31,8 +32,8 @@ pub struct RedisOptions {
 
 /// The Redis backend: a small pool for scripts, a dedicated connection for pub/sub.
 pub struct RedisBackend {
-    client: redis::Client,
-    pool: Pool,
+    connector: Arc<Connector>,
+    pool: ScriptPool,
     scripts: Scripts,
     keys: [String; 5],
     channel: String,
@@ -43,21 +44,10 @@ pub struct RedisBackend {
 impl RedisBackend {
     /// Builds the pool; connects lazily, so a node starts even while Redis is down.
     pub fn new(options: RedisOptions, metrics: Arc<Metrics>) -> Result<Self, BackendError> {
-        let client = redis::Client::open(options.url.as_str())?;
-        let mut config = deadpool_redis::Config::from_url(options.url.clone());
-        config.pool = Some(PoolConfig {
-            max_size: 4,
-            timeouts: Timeouts {
-                wait: Some(options.timeout),
-                create: Some(options.timeout),
-                recycle: Some(options.timeout),
-            },
-            ..PoolConfig::default()
-        });
-        let pool =
-            config.create_pool(Some(Runtime::Tokio1)).map_err(|e| BackendError::Pool(e.to_string()))?;
+        let connector = Arc::new(Connector::new(&options.target, options.timeout)?);
+        let pool = connector.script_pool(4);
         Ok(Self {
-            client,
+            connector,
             pool,
             scripts: Scripts::new(),
             keys: scripts::global_keys(&options.prefix),
@@ -111,7 +101,7 @@ impl PresenceBackend for RedisBackend {
 
     fn subscribe(&self, events: mpsc::Sender<BackendEvent>) {
         let subscriber = Subscriber {
-            client: self.client.clone(),
+            connector: self.connector.clone(),
             channel: self.channel.clone(),
             timeout: self.options.timeout,
             metrics: self.metrics.clone(),

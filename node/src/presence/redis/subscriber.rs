@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::connect::Connector;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::presence::{Announcement, BackendEvent, Snapshot};
@@ -23,7 +24,7 @@ struct Published {
 
 /// Forwards announcements from one Redis channel to the coordinator.
 pub(super) struct Subscriber {
-    pub client: redis::Client,
+    pub connector: Arc<Connector>,
     pub channel: String,
     pub timeout: Duration,
     pub metrics: Arc<Metrics>,
@@ -36,7 +37,7 @@ impl Subscriber {
         let mut outage_logged = false;
         while !events.is_closed() {
             let connect = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = self.connector.pubsub().await?;
                 pubsub.subscribe(&self.channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
