@@ -12,3 +12,4 @@ mod netns;
 mod standalone;
 mod swarm;
 mod telemetry;
+mod topology;

@@ -20,8 +20,10 @@ use crate::config::{RedisTarget, SentinelTarget, Topology};
 /// Opens connections to the Redis that the settings name.
 pub(super) struct Connector {
     route: Route,
-    /// Deadline to establish one connection and for each reply on it.
+    /// Deadline of one operation (`redis_timeout_ms`): for each reply on a connection.
     timeout: Duration,
+    /// Whether connections use TLS, for the hint when a handshake never finishes.
+    tls: bool,
 }
 
 enum Route {
@@ -58,7 +60,7 @@ impl Connector {
                 ),
             },
         };
-        Ok(Self { route, timeout })
+        Ok(Self { route, timeout, tls: target.tls.is_some() })
     }
 
     /// A pool of script connections, at most `max_size`, each checked before it is reused.
@@ -79,15 +81,40 @@ impl Connector {
 
     /// A new connection to the server the scripts must run on.
     async fn connection(&self) -> RedisResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        self.primary().await?.get_multiplexed_async_connection_with_config(&config).await
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.timeout));
+        self.bounded(async {
+            self.primary().await?.get_multiplexed_async_connection_with_config(&config).await
+        })
+        .await
     }
 
     /// A new dedicated pub/sub connection to the server the scripts publish on.
     pub async fn pubsub(&self) -> RedisResult<PubSub> {
-        self.primary().await?.get_async_pubsub().await
+        self.bounded(async { self.primary().await?.get_async_pubsub().await }).await
+    }
+
+    /// Bounds a connection attempt by 3/4 of the operation deadline: when connecting is what
+    /// fails, its own reason, not the caller's bare timeout, is what reaches the log. The two
+    /// ways a TLS mismatch shows get a hint.
+    async fn bounded<T>(&self, attempt: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+        use std::io::{Error, ErrorKind};
+        let deadline = self.timeout * 3 / 4;
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(Err(e)) if !self.tls && reset(&e) => {
+                let hint = "a TLS port resets plain connections: does the URL need rediss://?";
+                Err(Error::new(ErrorKind::ConnectionReset, format!("{e} ({hint})")).into())
+            }
+            Ok(result) => result,
+            Err(_) => {
+                let hint = if self.tls {
+                    " (a plain Redis port never answers a TLS handshake: is it the server's tls-port?)"
+                } else {
+                    ""
+                };
+                let message = format!("no connection to Redis within {deadline:?}{hint}");
+                Err(Error::new(ErrorKind::TimedOut, message).into())
+            }
+        }
     }
 
     /// The client for the current primary.
@@ -97,9 +124,7 @@ impl Connector {
             Route::Sentinel { lookup, described } => {
                 // Boxed: the look-up's future is deep, and the pool's future holds it.
                 let found = Box::pin(async { lookup.lock().await.async_get_client().await }).await;
-                found.map_err(|e| {
-                    RedisError::from((e.kind(), "cannot find the primary", format!("{described}: {e}")))
-                })
+                found.map_err(|e| std::io::Error::other(format!("cannot find the {described}: {e}")).into())
             }
         }
     }
@@ -121,6 +146,15 @@ impl Connector {
         }
         Ok(())
     }
+}
+
+/// Whether the server reset the connection: what a TLS port does to a plain client.
+fn reset(error: &RedisError) -> bool {
+    // The crate keeps its I/O errors behind an `Arc`, which is what `source` shows.
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    let source = std::error::Error::source(error).and_then(|source| source.downcast_ref::<Shared>());
+    let io = source.and_then(|shared| shared.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionReset)
 }
 
 /// Sentinel look-ups for `sentinel.master`, with the same TLS for the sentinels and the
