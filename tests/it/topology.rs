@@ -85,6 +85,26 @@ async fn tls_problems_found_when_connecting_are_one_degraded_line_with_the_reaso
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_over_tls_finds_and_uses_the_tls_primary() {
+    let pki = Pki::new("sentinel-tls");
+    let primary = TlsRedis::start(&pki, false).await;
+    let watching = TlsRedis::sentinel(&pki, primary.port, "tls-primary").await;
+    let prefix = unique_prefix("sentinel-tls");
+    let (sentinels, ca) = (format!("127.0.0.1:{}", watching.port), pki.path("ca.pem"));
+    let settings = [
+        ("ROLLCALL_REDIS_SENTINELS", sentinels.as_str()),
+        ("ROLLCALL_REDIS_SENTINEL_MASTER", "tls-primary"),
+        ("ROLLCALL_REDIS_TLS", "true"),
+        ("ROLLCALL_REDIS_TLS_CA_FILE", ca.as_str()),
+    ];
+    let a = spawn_node(None, &prefix, "a", &settings).await;
+    let b = spawn_node(None, &prefix, "b", &settings).await;
+    let clients = connect_many(&[a.url(), b.url()], 12, TransportType::Websocket).await;
+    all_show(&clients, 12).await;
+    assert_eq!(a.presence().await["degraded"], false);
+}
+
 fn load(pairs: &[(&str, &str)]) -> Result<config::Settings, config::ConfigError> {
     let env: HashMap<String, String> =
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();

@@ -34,11 +34,15 @@ const COMMANDS: &[&str] = &[
     "zrem",
 ];
 
-const PASSWORD: &str = "s3cret-for-tests";
+pub(super) const PASSWORD: &str = "s3cret-for-tests";
+
+/// With Sentinel, a node also asks the primary for its ROLE (to find it, and before it reuses a
+/// connection: an old primary that came back as a replica must not be written to).
+pub(super) const SENTINEL_COMMANDS: &[&str] = &["role"];
 
 /// README's rule for `prefix`: its keys and channels (`{prefix}:...` and, for rooms,
 /// `{prefix:...}...`), the commands above, nothing else.
-fn rule(prefix: &str) -> Vec<String> {
+pub(super) fn rule(prefix: &str) -> Vec<String> {
     let mut rule: Vec<String> =
         vec!["on".into(), format!(">{PASSWORD}"), "resetkeys".into(), "resetchannels".into()];
     rule.extend([format!("~{{{prefix}}}:*"), format!("~{{{prefix}:*")]);
@@ -54,10 +58,19 @@ async fn set_user(redis: &RedisServer, user: &str, rule: &[String]) {
     redis.cmd::<()>(&args).await;
 }
 
-fn as_user(mut env: HashMap<String, String>, user: &str) -> HashMap<String, String> {
+pub(super) fn as_user(mut env: HashMap<String, String>, user: &str) -> HashMap<String, String> {
     env.insert("ROLLCALL_REDIS_USERNAME".into(), user.into());
     env.insert("ROLLCALL_REDIS_PASSWORD".into(), PASSWORD.into());
     env
+}
+
+/// What `ACL LOG` says was refused, less what is harmless: the client library names itself after
+/// connecting (CLIENT SETINFO) and ignores a refusal.
+pub(super) fn refused(log: Vec<HashMap<String, redis::Value>>) -> Vec<String> {
+    log.iter()
+        .filter_map(|entry| redis::from_redis_value::<String>(entry.get("object")?.clone()).ok())
+        .filter(|object| object != "client|setinfo")
+        .collect()
 }
 
 /// One more client on `base`, then every client shows `expected`.
@@ -106,13 +119,7 @@ async fn the_minimal_acl_user_is_enough_for_every_path() {
     drop(on_c);
 
     assert_eq!(presence(&a.url()).await["degraded"], false);
-    let denied: Vec<HashMap<String, redis::Value>> = redis.cmd(&["ACL", "LOG"]).await;
-    let objects: Vec<String> = denied
-        .iter()
-        .filter_map(|entry| redis::from_redis_value::<String>(entry.get("object")?.clone()).ok())
-        // The client library names itself after connecting and ignores a refusal: harmless.
-        .filter(|object| object != "client|setinfo")
-        .collect();
+    let objects = refused(redis.cmd(&["ACL", "LOG"]).await);
     assert!(objects.is_empty(), "the rule refused {objects:?}");
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rust_socketio::TransportType;
 
+use super::acl;
 use super::sentinel::{Instance, MASTER, SentinelSet};
 use crate::helpers::{CONVERGE, TestClient, connect_many, eventually, presence, spawn_node, unique_prefix};
 
@@ -47,8 +48,20 @@ async fn a_sentinel_failover_under_300_clients_heals_on_the_new_primary() {
     let (total, version) = (format!("{{{prefix}}}:total"), format!("{{{prefix}}}:version"));
     let channel = format!("{{{prefix}}}:updates");
     let sentinels = set.sentinels_setting();
-    let settings =
-        [("ROLLCALL_REDIS_SENTINELS", sentinels.as_str()), ("ROLLCALL_REDIS_SENTINEL_MASTER", MASTER)];
+    // The nodes log in as README's ACL user (ACL rules are not replicated: set on both).
+    let mut rule = acl::rule(&prefix);
+    rule.extend(acl::SENTINEL_COMMANDS.iter().map(|command| format!("+{command}")));
+    for server in [&set.primary, &set.replica] {
+        let mut args = vec!["ACL", "SETUSER", "rollcall"];
+        args.extend(rule.iter().map(String::as_str));
+        server.cmd::<()>(&args).await;
+    }
+    let settings = [
+        ("ROLLCALL_REDIS_SENTINELS", sentinels.as_str()),
+        ("ROLLCALL_REDIS_SENTINEL_MASTER", MASTER),
+        ("ROLLCALL_REDIS_USERNAME", "rollcall"),
+        ("ROLLCALL_REDIS_PASSWORD", acl::PASSWORD),
+    ];
     let mut nodes = Vec::new();
     for id in ["a", "b", "c"] {
         nodes.push(spawn_node(None, &prefix, id, &settings).await);
@@ -100,4 +113,6 @@ async fn a_sentinel_failover_under_300_clients_heals_on_the_new_primary() {
     assert!(!stats.contains("cmdstat_evalsha"), "no node ran a script on the old primary: {stats}");
     clients.extend(connect_many(&urls, 10, TransportType::Websocket).await);
     eventually("280 everywhere", CONVERGE, || exact(&clients, &urls, &set.replica, &total, 280)).await;
+    let objects = acl::refused(set.replica.cmd(&["ACL", "LOG"]).await);
+    assert!(objects.is_empty(), "the rule refused {objects:?}");
 }

@@ -76,21 +76,43 @@ pub struct TlsRedis {
 impl TlsRedis {
     /// Starts with the PKI's server certificate; `client_certs` = `tls-auth-clients yes`.
     pub async fn start(pki: &Pki, client_certs: bool) -> Self {
-        on_free_port("redis-server (TLS)", |port| Self::try_start(pki, client_certs, port)).await
+        let server = |port: u16| {
+            let persistence = ["--save", "", "--appendonly", "no"].map(str::to_owned);
+            Self::try_start("redis-server", persistence.to_vec(), pki, client_certs, port)
+        };
+        on_free_port("redis-server (TLS)", server).await
     }
 
-    async fn try_start(pki: &Pki, client_certs: bool, port: u16) -> Option<Self> {
-        let mut child = Command::new("redis-server")
+    /// A sentinel that speaks only TLS, monitoring the TLS primary on `primary` as
+    /// `master` (quorum 1), with its config file (rewritten by Sentinel) in the PKI's directory.
+    pub async fn sentinel(pki: &Pki, primary: u16, master: &str) -> Self {
+        let sentinel = |port: u16| {
+            let monitor = format!("sentinel monitor {master} 127.0.0.1 {primary} 1\n");
+            let file = pki.write(&format!("sentinel-{port}.conf"), &monitor);
+            let args = [file.as_str(), "--tls-replication", "yes"].map(str::to_owned);
+            Self::try_start("redis-sentinel", args.to_vec(), pki, false, port)
+        };
+        on_free_port("redis-sentinel (TLS)", sentinel).await
+    }
+
+    async fn try_start(
+        program: &str,
+        leading: Vec<String>,
+        pki: &Pki,
+        client_certs: bool,
+        port: u16,
+    ) -> Option<Self> {
+        let mut child = Command::new(program)
+            .args(leading)
             .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--tls-cert-file", &pki.path("server.pem"), "--tls-key-file", &pki.path("server.key")])
             .args(["--tls-ca-cert-file", &pki.path("ca.pem")])
             .args(["--tls-auth-clients", if client_certs { "yes" } else { "no" }])
-            .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("redis-server must be installed (the test script installs it)");
+            .expect("redis-server and redis-sentinel must be installed (the test script installs them)");
         let client = tls_client(pki, port);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
@@ -104,7 +126,7 @@ impl TlsRedis {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("redis-server with TLS on port {port} did not answer PING within 10 s");
+        panic!("{program} with TLS on port {port} did not answer PING within 10 s");
     }
 
     /// `rediss://127.0.0.1:<port>`.
