@@ -178,3 +178,17 @@ async fn one_permission_less_is_a_clear_noperm() {
     });
     futures_util::future::join_all(runs).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_one_degraded_line() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix("acl-password");
+    set_user(&redis, "rollcall", &rule(&prefix)).await;
+    let mut env = as_user(node_env(Some(&redis.url()), &prefix, "n"), "rollcall");
+    env.insert("ROLLCALL_REDIS_PASSWORD".into(), "not-the-password".into());
+    let node = LoggedNode::start(&env).await;
+    let line = node.degraded_with("cannot write to the backend").await;
+    eprintln!("{line}");
+    assert!(line.contains("Password authentication failed"), "{line}");
+    assert!(!node.log().contains("not-the-password"), "the password is never logged: {}", node.log());
+}
