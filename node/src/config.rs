@@ -11,9 +11,9 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
-mod redis;
+mod redis_target;
 
-pub use self::redis::{Credentials, RedisTarget, SentinelTarget, Topology};
+pub use self::redis_target::{Credentials, RedisTarget, SentinelTarget, Topology};
 
 /// The defaults, compiled into the binary so a bare `rollcall serve` needs no files.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -131,7 +131,7 @@ impl Settings {
     /// Where Redis is and how to reach it; `None` in standalone mode. `load` has checked it
     /// already, so an error here means a certificate file changed since.
     pub fn redis_target(&self) -> Result<Option<RedisTarget>, ConfigError> {
-        redis::target(self)
+        redis_target::target(self)
     }
 
     /// The configured node id, or `<hostname>-<pid>` when empty.
@@ -220,7 +220,7 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 
 fn validate(s: &Settings) -> Result<(), ConfigError> {
     s.bind.parse::<IpAddr>().map_err(|_| invalid("bind", format!("{:?} is not an IP address", s.bind)))?;
-    redis::target(s)?;
+    redis_target::target(s)?;
     let positive = [
         ("redis_timeout_ms", s.redis_timeout_ms),
         ("emit_interval_ms", s.emit_interval_ms),
