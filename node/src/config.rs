@@ -11,6 +11,10 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+mod redis_target;
+
+pub use self::redis_target::{Credentials, RedisTarget, SentinelTarget, Topology};
+
 /// The defaults, compiled into the binary so a bare `rollcall serve` needs no files.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -26,6 +30,16 @@ pub struct Settings {
     pub redis_url: String,
     pub redis_prefix: String,
     pub redis_timeout_ms: u64,
+    pub redis_username: String,
+    pub redis_password: Secret,
+    pub redis_sentinels: Vec<String>,
+    pub redis_sentinel_master: String,
+    pub redis_sentinel_username: String,
+    pub redis_sentinel_password: Secret,
+    pub redis_tls: bool,
+    pub redis_tls_ca_file: PathBuf,
+    pub redis_tls_cert_file: PathBuf,
+    pub redis_tls_key_file: PathBuf,
     pub node_id: String,
     pub cors_origins: Vec<String>,
     pub emit_interval_ms: u64,
@@ -74,6 +88,24 @@ pub enum LogFormat {
     Json,
 }
 
+/// A setting that must not be printed (a password): `Debug` shows only whether it is set.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
+    }
+}
+
 /// Settings given as command-line flags: the top layer.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -109,6 +141,12 @@ impl Settings {
     /// Standalone mode when no Redis URL is set.
     pub fn redis_url(&self) -> Option<&str> {
         Some(self.redis_url.trim()).filter(|url| !url.is_empty())
+    }
+
+    /// Where Redis is and how to reach it; `None` in standalone mode. `load` has checked it
+    /// already, so an error here means a certificate file changed since.
+    pub fn redis_target(&self) -> Result<Option<RedisTarget>, ConfigError> {
+        redis_target::target(self)
     }
 
     /// The configured node id, or `<hostname>-<pid>` when empty.
@@ -151,7 +189,8 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
             .source(Some(env_map))
             .try_parsing(true)
             .list_separator(",")
-            .with_list_parse_key("cors_origins"),
+            .with_list_parse_key("cors_origins")
+            .with_list_parse_key("redis_sentinels"),
     );
     builder = builder
         .set_override_option("bind", overrides.bind.clone())?
@@ -161,6 +200,20 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
     let mut settings: Settings = builder.build()?.try_deserialize()?;
     // `try_parsing` turns an all-digit id into a number and back; keep what the user typed.
     settings.node_id = settings.node_id.trim().to_owned();
+    // Credentials exactly as typed: `try_parsing` would turn "0123" into 123.
+    let verbatim = |key: &str| env.get(&format!("{ENV_PREFIX}_{key}")).cloned();
+    if let Some(password) = verbatim("REDIS_PASSWORD") {
+        settings.redis_password = Secret(password);
+    }
+    if let Some(password) = verbatim("REDIS_SENTINEL_PASSWORD") {
+        settings.redis_sentinel_password = Secret(password);
+    }
+    if let Some(username) = verbatim("REDIS_USERNAME") {
+        settings.redis_username = username;
+    }
+    if let Some(username) = verbatim("REDIS_SENTINEL_USERNAME") {
+        settings.redis_sentinel_username = username;
+    }
     settings.rust_log = env.get("RUST_LOG").filter(|directives| !directives.trim().is_empty()).cloned();
     validate(&settings)?;
     Ok(settings)
@@ -182,10 +235,7 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 
 fn validate(s: &Settings) -> Result<(), ConfigError> {
     s.bind.parse::<IpAddr>().map_err(|_| invalid("bind", format!("{:?} is not an IP address", s.bind)))?;
-    if let Some(url) = s.redis_url() {
-        redis::parse_redis_url(url)
-            .ok_or_else(|| invalid("redis_url", format!("{url:?} is not a redis:// URL")))?;
-    }
+    redis_target::target(s)?;
     let positive = [
         ("redis_timeout_ms", s.redis_timeout_ms),
         ("emit_interval_ms", s.emit_interval_ms),

@@ -147,11 +147,11 @@ impl App {
 
 /// The one place the backend is chosen.
 fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn PresenceBackend>> {
-    Ok(match settings.redis_url() {
+    Ok(match settings.redis_target()? {
         None => Arc::new(MemoryBackend::new(room_policy(settings))),
-        Some(url) => Arc::new(RedisBackend::new(
+        Some(target) => Arc::new(RedisBackend::new(
             RedisOptions {
-                url: url.to_owned(),
+                target,
                 prefix: settings.redis_prefix.clone(),
                 timeout: Settings::ms(settings.redis_timeout_ms),
                 node_ttl: Settings::ms(settings.node_ttl_ms),

@@ -14,3 +14,4 @@ mod rooms;
 mod standalone;
 mod swarm;
 mod telemetry;
+mod topology;

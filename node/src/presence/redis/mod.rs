@@ -1,6 +1,7 @@
 //! Cluster mode: the counts live in Redis; Lua scripts change them and announce them atomically.
 
 mod codec;
+mod connect;
 mod scripts;
 mod subscriber;
 
@@ -8,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use redis::FromRedisValue;
 use tokio::sync::mpsc;
 
 use self::codec::Payload;
+use self::connect::{Connector, ScriptConnection, ScriptPool};
 use self::scripts::{Names, Scripts};
 use self::subscriber::Subscriber;
 use super::{
@@ -25,8 +26,8 @@ use crate::metrics::Metrics;
 /// How to reach Redis and how this cluster's keys are named.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://` URL.
-    pub url: String,
+    /// Where Redis is and how to reach it (one server or Sentinel; TLS; ACL user).
+    pub target: crate::config::RedisTarget,
     /// Prefix of every key and channel (inside the hash tag of all of them).
     pub prefix: String,
     /// Deadline of one Redis operation.
@@ -39,8 +40,8 @@ pub struct RedisOptions {
 
 /// The Redis backend: a small pool for scripts, a dedicated connection for pub/sub.
 pub struct RedisBackend {
-    client: redis::Client,
-    pool: Pool,
+    connector: Arc<Connector>,
+    pool: ScriptPool,
     scripts: Scripts,
     names: Names,
     options: RedisOptions,
@@ -50,21 +51,10 @@ pub struct RedisBackend {
 impl RedisBackend {
     /// Builds the pool; connects lazily, so a node starts even while Redis is down.
     pub fn new(options: RedisOptions, metrics: Arc<Metrics>) -> Result<Self, BackendError> {
-        let client = redis::Client::open(options.url.as_str())?;
-        let mut config = deadpool_redis::Config::from_url(options.url.clone());
-        config.pool = Some(PoolConfig {
-            max_size: 4,
-            timeouts: Timeouts {
-                wait: Some(options.timeout),
-                create: Some(options.timeout),
-                recycle: Some(options.timeout),
-            },
-            ..PoolConfig::default()
-        });
-        let pool =
-            config.create_pool(Some(Runtime::Tokio1)).map_err(|e| BackendError::Pool(e.to_string()))?;
+        let connector = Arc::new(Connector::new(&options.target, options.timeout)?);
+        let pool = connector.script_pool(4);
         Ok(Self {
-            client,
+            connector,
             pool,
             scripts: Scripts::new(),
             names: Names::new(&options.prefix),
@@ -76,7 +66,7 @@ impl RedisBackend {
     /// Runs `call` on a pooled connection under the command deadline, recording latency and failure.
     async fn with_conn<T, F>(&self, operation: &'static str, call: F) -> Result<T, BackendError>
     where
-        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> Result<T, BackendError>,
+        F: AsyncFnOnce(&mut ScriptConnection) -> Result<T, BackendError>,
     {
         let started = Instant::now();
         let result = tokio::time::timeout(self.options.timeout, async {
@@ -145,7 +135,7 @@ impl PresenceBackend for RedisBackend {
         let mut channels = vec![self.names.global_channel()];
         channels.extend((0..self.options.rooms.groups).map(|g| self.names.group_channel(g)));
         let subscriber = Subscriber {
-            client: self.client.clone(),
+            connector: self.connector.clone(),
             channels,
             timeout: self.options.timeout,
             metrics: self.metrics.clone(),

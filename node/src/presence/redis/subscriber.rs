@@ -9,13 +9,14 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::codec::Published;
+use super::connect::Connector;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::presence::{Announcement, BackendEvent, Counts, Snapshot};
 
 /// Forwards announcements from Redis channels to the coordinator.
 pub(super) struct Subscriber {
-    pub client: redis::Client,
+    pub connector: Arc<Connector>,
     pub channels: Vec<String>,
     pub timeout: Duration,
     pub metrics: Arc<Metrics>,
@@ -28,7 +29,7 @@ impl Subscriber {
         let mut outage_logged = false;
         while !events.is_closed() {
             let connect = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = self.connector.pubsub().await?;
                 pubsub.subscribe(&self.channels).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
