@@ -2,6 +2,7 @@
 
 mod cluster;
 mod config_errors;
+mod drift;
 mod faults;
 mod helpers;
 mod hostile;

@@ -1,0 +1,333 @@
+//! `rollcall swarm --scenario hunt`: a drift hunter. It runs rounds of racy connection
+//! sequences (a seeded, replayable random interleaving of the [`ops::OPS`] table) against the
+//! nodes, and after each round waits until every node's `/api/presence` and every held
+//! client's `refresh users` show the truth it knows. A round that does not settle is a drift:
+//! recorded, added to the truth (a leak is permanent), and later shrunk to a smaller failing
+//! round. Optional CPU burners make the machine busy, as in production.
+
+mod burners;
+mod held;
+mod ops;
+mod plan;
+mod polling;
+mod raw;
+mod report;
+mod round;
+mod settle;
+mod shrink;
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use burners::Burners;
+pub use burners::burn;
+use held::HeldPool;
+use ops::Op;
+use plan::{Filter, HeldBounds, Step};
+use report::{Drift, Findings, HuntReport, Setup};
+use round::Executor;
+use settle::{Expectation, Nodes};
+use shrink::{Budget, Failing};
+
+use crate::SwarmArgs;
+use crate::messages::now_us;
+use crate::net;
+use crate::report::Ending;
+
+/// How far apart the two looks are that must agree before the hunt takes its baseline.
+const BASELINE_GAP: Duration = Duration::from_millis(300);
+/// Trial rounds per narrower filter while shrinking.
+const SHRINK_TRIES: u32 = 3;
+/// How long the held clients get to leave at the end.
+const LEAVE_ALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Burners outlive the hunt's own bound by this much at most (they are killed before).
+const BURNER_SLACK: Duration = Duration::from_secs(30);
+
+/// The hunt's own flags (see `rollcall swarm --help`).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Hunt (--scenario hunt)")]
+pub struct HuntArgs {
+    /// Seed of the random interleavings [default: from the clock]; printed, and replays a hunt.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after this many sequences [default: only --duration bounds the hunt].
+    #[arg(long)]
+    pub sequences: Option<u64>,
+    /// Stop after this many rounds.
+    #[arg(long)]
+    pub rounds: Option<u64>,
+    /// Sequences per round; the nodes must settle after each round.
+    #[arg(long, default_value_t = 100)]
+    pub round_size: usize,
+    /// Sequences in flight at once.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Clients that join and stay (the pool wanders between half and 1.5 times this).
+    #[arg(long, default_value_t = 20)]
+    pub held: usize,
+    /// Operations to mix, comma-separated [default: all of them]: ws_connect_hangup,
+    /// ws_connect_reset, ws_connect_close, ws_connect_close_frame, ws_ack_hangup, ws_ack_reset,
+    /// ws_double_connect, ws_connect_disconnect_connect, ws_ack_leave, poll_connect_disconnect,
+    /// poll_connect_disconnect_batched, poll_connect_drop, join, leave, reconnect.
+    #[arg(long, value_name = "LIST")]
+    pub ops: Option<String>,
+    /// Nodes that get sequences: 0-based indices in --url order, comma-separated [default: all].
+    #[arg(long, value_name = "LIST")]
+    pub nodes: Option<String>,
+    /// CPU burners (busy-loop processes at normal priority) to run for the hunt's duration.
+    #[arg(long, default_value_t = 0)]
+    pub burners: usize,
+    /// Trial rounds spent shrinking the first drift to a smaller failing round (0: none).
+    #[arg(long, default_value_t = 30)]
+    pub shrink_trials: u32,
+    /// Internal: run as a CPU burner of this parent process id.
+    #[arg(long = "burner-of", hide = true, value_name = "PID")]
+    pub burner_of: Option<u32>,
+}
+
+/// Largest `--concurrency` and `--held`: far below the 20,000 open files of one process.
+const MOST_SOCKETS: usize = 5_000;
+
+/// Runs a hunt and returns its report (partial after Ctrl-C or `--max-duration`).
+pub async fn run(args: &SwarmArgs) -> anyhow::Result<HuntReport> {
+    let filter = filter(args)?;
+    net::raise_file_limit();
+    let targets = net::resolve_targets(&args.urls).await?;
+    let sources = match &args.source_ips {
+        Some(spec) => net::parse_source_ips(spec)?,
+        None => net::default_source_ips(&targets),
+    };
+    let seed = args.hunt.seed.unwrap_or_else(|| now_us() ^ (u64::from(std::process::id()) << 40));
+    let setup = Setup { urls: args.urls.clone(), seed, held: args.hunt.held, burners: args.hunt.burners };
+    eprintln!("rollcall swarm: hunt seed {seed} (--seed {seed} replays it)");
+    let nodes = Nodes::new(targets.iter().map(|target| target.presence_url.clone()).collect())?;
+    let executor = Executor::new(targets, sources, args.connect_timeout, args.hunt.concurrency)?;
+    let started = Instant::now();
+    let mut burners = Burners::spawn(args.hunt.burners, args.max_duration + BURNER_SLACK)?;
+    if args.hunt.burners > 0 {
+        eprintln!("rollcall swarm: {} CPU burner(s), pids {:?}", args.hunt.burners, burners.pids());
+    }
+    let mut hunt = Hunt {
+        args,
+        filter,
+        seed,
+        nodes,
+        executor,
+        pool: HeldPool::default(),
+        findings: Findings::default(),
+        started,
+    };
+    let ending = tokio::select! {
+        result = hunt.drive() => match result {
+            Ok(()) => Ending::Completed,
+            Err(error) => Ending::Failed(format!("{error:#}")),
+        },
+        _ = tokio::signal::ctrl_c() => Ending::Interrupted,
+        () = tokio::time::sleep(args.max_duration) => Ending::TimedOut,
+    };
+    burners.stop().await;
+    hunt.pool.reap();
+    hunt.findings.held_at_end = hunt.pool.len();
+    let _ = tokio::time::timeout(LEAVE_ALL_TIMEOUT, hunt.pool.leave_all()).await;
+    hunt.findings.held_dropped = std::mem::take(&mut hunt.pool.dropped);
+    Ok(HuntReport::build(&setup, hunt.findings, &ending, started.elapsed()))
+}
+
+/// Prints the report on stdout: one JSON object, or the text summary.
+pub fn print(report: &HuntReport, json: bool) -> anyhow::Result<()> {
+    let text = if json { format!("{}\n", serde_json::to_string(report)?) } else { report::text(report) };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Checks the hunt's flags and builds the filter of its rounds.
+fn filter(args: &SwarmArgs) -> anyhow::Result<Filter> {
+    let hunt = &args.hunt;
+    if args.urls.is_empty() {
+        bail!("give at least one --url");
+    }
+    if hunt.round_size == 0 || hunt.concurrency == 0 {
+        bail!("--round-size and --concurrency must be at least 1");
+    }
+    if hunt.concurrency > MOST_SOCKETS || hunt.held > MOST_SOCKETS {
+        bail!(
+            "--concurrency and --held must stay at most {MOST_SOCKETS} (one process may open 20,000 files)"
+        );
+    }
+    let ops = match &hunt.ops {
+        Some(spec) => ops::parse_list(spec).map_err(anyhow::Error::msg).context("--ops")?,
+        None => Op::all(),
+    };
+    let nodes = match &hunt.nodes {
+        Some(spec) => parse_nodes(spec, args.urls.len()).context("--nodes")?,
+        None => (0..args.urls.len()).collect(),
+    };
+    Ok(Filter { ops, nodes, size: hunt.round_size })
+}
+
+/// Parses `--nodes`: comma-separated indices below `count`, sorted, without repeats.
+fn parse_nodes(spec: &str, count: usize) -> anyhow::Result<Vec<usize>> {
+    let mut nodes = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let node: usize = item.parse().with_context(|| format!("{item:?} is not a node index"))?;
+        if node >= count {
+            bail!("node index {node} is out of range: there are {count} --url(s)");
+        }
+        nodes.push(node);
+    }
+    nodes.sort_unstable();
+    nodes.dedup();
+    if nodes.is_empty() {
+        bail!("names no node");
+    }
+    Ok(nodes)
+}
+
+/// A running hunt.
+struct Hunt<'a> {
+    args: &'a SwarmArgs,
+    filter: Filter,
+    seed: u64,
+    nodes: Nodes,
+    executor: Executor,
+    pool: HeldPool,
+    findings: Findings,
+    started: Instant,
+}
+
+impl Hunt<'_> {
+    /// Baseline, warm-up, rounds until a bound, then shrinking of the first drift.
+    async fn drive(&mut self) -> anyhow::Result<()> {
+        self.findings.node_ids = self.distinct_node_ids().await?;
+        let settle_timeout = self.args.settle_timeout;
+        let mut expectation = self.nodes.baseline(&mut self.pool, BASELINE_GAP, settle_timeout).await?;
+        let warm_up: Vec<Step> = (0..self.args.hunt.held)
+            .map(|index| Step {
+                op: Op::Join,
+                node: self.filter.nodes[index % self.filter.nodes.len()],
+                pick: 0,
+            })
+            .collect();
+        self.round(None, &warm_up, &mut expectation).await;
+        let mut round = 0;
+        while let Some(size) = self.next_round_size(round) {
+            let filter = Filter { size, ..self.filter.clone() };
+            let steps = plan::round(self.seed, round, &filter, self.held_bounds());
+            if !self.round(Some(round), &steps, &mut expectation).await
+                && self.findings.first_failing.is_none()
+            {
+                self.findings.first_failing = Some(Failing { filter, seed: self.seed, round, steps });
+            }
+            round += 1;
+        }
+        if let Some(failing) = self.findings.first_failing.clone()
+            && self.args.hunt.shrink_trials > 0
+        {
+            eprintln!(
+                "rollcall swarm: shrinking the first drift (at most {} trial rounds)",
+                self.args.hunt.shrink_trials
+            );
+            let budget = Budget { tries: SHRINK_TRIES, trials: self.args.hunt.shrink_trials };
+            let trial = async |filter: &Filter, seed: u64| self.trial(filter, seed, &mut expectation).await;
+            let shrunk = shrink::shrink(failing, budget, trial).await;
+            self.findings.shrunk = Some(shrunk);
+        }
+        Ok(())
+    }
+
+    /// Every URL's node id; two URLs of one node would double its expected sockets.
+    async fn distinct_node_ids(&self) -> anyhow::Result<Vec<String>> {
+        let ids = self.nodes.ids().await?;
+        for (index, id) in ids.iter().enumerate() {
+            if ids[..index].contains(id) {
+                bail!("two --urls reach node {id:?}: the hunt needs one URL per node (not a load balancer)");
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The size of round `round`, or `None` when a bound has been reached.
+    fn next_round_size(&self, round: u64) -> Option<usize> {
+        let hunt = &self.args.hunt;
+        if hunt.rounds.is_some_and(|rounds| round >= rounds) || self.started.elapsed() >= self.args.duration {
+            return None;
+        }
+        let done = self.findings.tally.sequences();
+        match hunt.sequences {
+            Some(limit) if done >= limit => None,
+            Some(limit) => Some(hunt.round_size.min((limit - done) as usize)),
+            None => Some(hunt.round_size),
+        }
+    }
+
+    fn held_bounds(&self) -> HeldBounds {
+        HeldBounds { now: self.pool.len(), target: self.args.hunt.held }
+    }
+
+    /// Runs one round and waits for the truth; records a drift and returns false when the
+    /// nodes do not settle.
+    async fn round(&mut self, round: Option<u64>, steps: &[Step], expectation: &mut Expectation) -> bool {
+        self.executor.run(steps, &mut self.pool, &mut self.findings.tally).await;
+        if round.is_some() {
+            self.findings.rounds += 1;
+        }
+        let verdict = self.nodes.settle(&mut self.pool, expectation, self.args.settle_timeout).await;
+        if verdict.settled() {
+            return true;
+        }
+        let after = (self.findings.tally.sequences(), self.started.elapsed());
+        let drift = Drift::new(round, steps, &verdict, after);
+        eprintln!("rollcall swarm: DRIFT {}", serde_json::to_string(&drift).unwrap_or_default());
+        self.findings.drift(drift);
+        expectation.rebaseline(&verdict);
+        false
+    }
+
+    /// One shrinking trial: round 0 of `seed` under `filter`; its steps when it drifted.
+    async fn trial(
+        &mut self,
+        filter: &Filter,
+        seed: u64,
+        expectation: &mut Expectation,
+    ) -> Option<Vec<Step>> {
+        let steps = plan::round(seed, 0, filter, self.held_bounds());
+        self.executor.run(&steps, &mut self.pool, &mut self.findings.tally).await;
+        let verdict = self.nodes.settle(&mut self.pool, expectation, self.args.settle_timeout).await;
+        if verdict.settled() {
+            return None;
+        }
+        expectation.rebaseline(&verdict);
+        Some(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_names_every_operation() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: SwarmArgs,
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for op in Op::all() {
+            assert!(help.contains(op.name()), "--help does not name {op}");
+        }
+    }
+
+    #[test]
+    fn node_lists_are_indices_within_the_urls() {
+        assert_eq!(parse_nodes("2, 0,2", 3).expect("valid"), vec![0, 2]);
+        assert!(parse_nodes("3", 3).is_err());
+        assert!(parse_nodes("a", 3).is_err());
+        assert!(parse_nodes("", 3).is_err());
+    }
+}
