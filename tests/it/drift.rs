@@ -151,8 +151,8 @@ async fn the_hunter_reports_exactly_the_drift_it_is_given() {
         "join,leave,reconnect",
         "--held",
         "6",
-        "--sequences",
-        "400",
+        "--duration",
+        "3s",
         "--round-size",
         "20",
         "--settle-timeout",
@@ -160,16 +160,19 @@ async fn the_hunter_reports_exactly_the_drift_it_is_given() {
         "--shrink-trials",
         "2",
     ]);
-    eventually("the hunter's held clients joined", CONVERGE, || async {
-        users(&url).await.as_i64().is_some_and(|users| users >= 3)
+    // The warm-up connects exactly the 6 held clients: a count above 6 is a round's join.
+    eventually("the hunter's rounds began", CONVERGE, || async {
+        users(&url).await.as_i64().is_some_and(|users| users > 6)
     })
     .await;
+    assert!(!leaky.is_finished(), "the hunt ended before the stranger came");
     let stranger = connect(&url, TransportType::Websocket).await;
     let leaky = leaky.await.expect("hunter task");
     stranger.disconnect().await;
     let report = &leaky.report;
     assert_eq!(leaky.status.code(), Some(1), "{report:#}\n{}", leaky.stderr);
     assert_eq!(report["drifts"], 1, "{report:#}");
+    assert!(report["drift_rounds"][0]["round"].is_u64(), "found in a round, not the warm-up: {report:#}");
     let seen = &report["drift_rounds"][0]["nodes"][0];
     let more = |seen: &serde_json::Value, expected: &serde_json::Value| seen.as_i64().zip(expected.as_i64());
     assert_eq!(more(&seen["seen_users"], &seen["expected_users"]).map(|(s, e)| s - e), Some(1), "{report:#}");

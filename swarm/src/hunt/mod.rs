@@ -25,7 +25,7 @@ use burners::Burners;
 pub use burners::burn;
 use held::HeldPool;
 use ops::Op;
-use plan::{Filter, HeldBounds, Step};
+use plan::{Filter, HeldBounds, Mix, Step};
 use report::{Drift, Findings, HuntReport, Setup};
 use round::Executor;
 use settle::{Expectation, Nodes};
@@ -38,8 +38,6 @@ use crate::report::Ending;
 
 /// How far apart the two looks are that must agree before the hunt takes its baseline.
 const BASELINE_GAP: Duration = Duration::from_millis(300);
-/// Trial rounds per narrower filter while shrinking.
-const SHRINK_TRIES: u32 = 3;
 /// How long the held clients get to leave at the end.
 const LEAVE_ALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Burners outlive the hunt's own bound by this much at most (they are killed before).
@@ -73,6 +71,10 @@ pub struct HuntArgs {
     /// poll_connect_disconnect_batched, poll_connect_drop, join, leave, reconnect.
     #[arg(long, value_name = "LIST")]
     pub ops: Option<String>,
+    /// How a round picks its operations: `subsets` (a quarter of the rounds mix all of them,
+    /// the others one to three kinds, so that drifts point at their kinds) or `all`.
+    #[arg(long, value_enum, default_value_t = Mix::Subsets)]
+    pub mix: Mix,
     /// Nodes that get sequences: 0-based indices in --url order, comma-separated [default: all].
     #[arg(long, value_name = "LIST")]
     pub nodes: Option<String>,
@@ -166,7 +168,7 @@ fn filter(args: &SwarmArgs) -> anyhow::Result<Filter> {
         Some(spec) => parse_nodes(spec, args.urls.len()).context("--nodes")?,
         None => (0..args.urls.len()).collect(),
     };
-    Ok(Filter { ops, nodes, size: hunt.round_size })
+    Ok(Filter { ops, nodes, size: hunt.round_size, mix: hunt.mix })
 }
 
 /// Parses `--nodes`: comma-separated indices below `count`, sorted, without repeats.
@@ -227,16 +229,30 @@ impl Hunt<'_> {
         if let Some(failing) = self.findings.first_failing.clone()
             && self.args.hunt.shrink_trials > 0
         {
-            eprintln!(
-                "rollcall swarm: shrinking the first drift (at most {} trial rounds)",
-                self.args.hunt.shrink_trials
-            );
-            let budget = Budget { tries: SHRINK_TRIES, trials: self.args.hunt.shrink_trials };
-            let trial = async |filter: &Filter, seed: u64| self.trial(filter, seed, &mut expectation).await;
-            let shrunk = shrink::shrink(failing, budget, trial).await;
-            self.findings.shrunk = Some(shrunk);
+            self.shrink(failing, &mut expectation).await;
         }
         Ok(())
+    }
+
+    /// Looks for a smaller round that fails like `failing`, within `--shrink-trials`.
+    async fn shrink(&mut self, failing: Failing, expectation: &mut Expectation) {
+        let trials = self.args.hunt.shrink_trials;
+        let tries = shrink::tries_for(self.rounds_per_drift(&failing.steps), trials);
+        eprintln!(
+            "rollcall swarm: shrinking the first drift ({trials} trial rounds at most, {tries} per narrower filter)"
+        );
+        let trial = async |filter: &Filter, seed: u64| self.trial(filter, seed, expectation).await;
+        let shrunk = shrink::shrink(failing, Budget { tries, trials }, trial).await;
+        self.findings.shrunk = Some(shrunk);
+    }
+
+    /// Hunt rounds per drift of the likeliest kind among `steps`.
+    fn rounds_per_drift(&self, steps: &[Step]) -> f64 {
+        let per_kind = &self.findings.tally.per_kind;
+        let ratios = plan::census(steps).into_iter().filter_map(|(op, _)| per_kind.get(&op));
+        ratios
+            .map(|count| count.rounds as f64 / count.drift_rounds.max(1) as f64)
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Every URL's node id; two URLs of one node would double its expected sockets.
@@ -276,6 +292,9 @@ impl Hunt<'_> {
             self.findings.rounds += 1;
         }
         let verdict = self.nodes.settle(&mut self.pool, expectation, self.args.settle_timeout).await;
+        if round.is_some() {
+            self.findings.tally.round_of(steps, !verdict.settled());
+        }
         if verdict.settled() {
             return true;
         }

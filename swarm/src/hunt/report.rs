@@ -227,11 +227,12 @@ fn shortest(setup: &Setup, shrunk: &Shrunk) -> Shortest {
     let nodes: Vec<String> = failing.filter.nodes.iter().map(usize::to_string).collect();
     let urls: String = setup.urls.iter().map(|url| format!(" --url {url}")).collect();
     let replay = format!(
-        "rollcall swarm --scenario hunt{urls} --seed {} --ops {} --nodes {} --round-size {} --rounds {} --held {}",
+        "rollcall swarm --scenario hunt{urls} --seed {} --ops {} --nodes {} --round-size {} --mix {} --rounds {} --held {}",
         failing.seed,
         ops.join(","),
         nodes.join(","),
         failing.filter.size,
+        failing.filter.mix.name(),
         failing.round + 1,
         setup.held,
     );
@@ -273,6 +274,9 @@ pub fn text(report: &HuntReport) -> String {
     );
     let _ = writeln!(out, "  sequences       {}", kinds(&report.per_kind));
     let _ = writeln!(out, "  drifts          {}", drifts(report));
+    if let Some(suspects) = suspects(&report.per_kind) {
+        let _ = writeln!(out, "  suspects        {suspects}");
+    }
     for drift in &report.drift_rounds {
         let _ = writeln!(out, "    {}", drift_line(drift));
     }
@@ -300,6 +304,23 @@ fn kinds(per_kind: &BTreeMap<String, KindCount>) -> String {
         }
     }
     if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
+}
+
+/// The kinds whose rounds drifted, most often first (drifted rounds per round with the kind).
+fn suspects(per_kind: &BTreeMap<String, KindCount>) -> Option<String> {
+    let mut suspects: Vec<(f64, &str, &KindCount)> = per_kind
+        .iter()
+        .filter(|(_, count)| count.drift_rounds > 0)
+        .map(|(name, count)| (count.drift_rounds as f64 / count.rounds.max(1) as f64, name.as_str(), count))
+        .collect();
+    suspects.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    let parts: Vec<String> = suspects
+        .iter()
+        .map(|(share, name, count)| {
+            format!("{name} ({} of {} rounds, {:.1}%)", count.drift_rounds, count.rounds, share * 100.0)
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn drifts(report: &HuntReport) -> String {

@@ -1,7 +1,7 @@
 //! The hunt report: fields, exit codes and text.
 
 use super::*;
-use crate::hunt::plan::Filter;
+use crate::hunt::plan::{Filter, Mix};
 use crate::hunt::settle::{Expectation, Shown, Sight};
 
 fn setup() -> Setup {
@@ -23,7 +23,7 @@ fn findings(hangups: u64) -> Findings {
         Findings { rounds: 3, node_ids: vec!["a".to_owned(), "b".to_owned()], ..Default::default() };
     let tally = &mut findings.tally;
     tally.per_kind.insert(Op::WsConnectHangup, KindCount { run: hangups, ..Default::default() });
-    tally.per_kind.insert(Op::Join, KindCount { run: 3, failed: 1, skipped: 0 });
+    tally.per_kind.insert(Op::Join, KindCount { run: 3, failed: 1, ..Default::default() });
     tally.errors.insert("join: tcp_refused".to_owned(), 1);
     findings.held_at_end = 3;
     findings
@@ -65,7 +65,9 @@ fn a_drift_fails_the_hunt_and_is_shown_with_its_shortest_round() {
     let mut findings = findings(96);
     let steps = vec![step(Op::WsConnectHangup, 1), step(Op::Join, 0), step(Op::WsConnectHangup, 1)];
     findings.drift(Drift::new(Some(2), &steps, &leak(), (60, Duration::from_millis(1_500))));
-    let filter = Filter { ops: vec![Op::WsConnectHangup], nodes: vec![1], size: 2 };
+    findings.tally.round_of(&steps, true);
+    findings.tally.round_of(&steps[..1], false);
+    let filter = Filter { ops: vec![Op::WsConnectHangup], nodes: vec![1], size: 2, mix: Mix::All };
     let smallest = Failing { filter, seed: 123, round: 0, steps: steps[..1].to_vec() };
     findings.shrunk = Some(Shrunk { smallest, trials: 9, reproduced: 2 });
     let report = HuntReport::build(&setup(), findings, &Ending::Completed, Duration::from_secs(2));
@@ -78,7 +80,9 @@ fn a_drift_fails_the_hunt_and_is_shown_with_its_shortest_round() {
     let shortest = report.shortest.as_ref().expect("shrunk");
     assert_eq!(shortest.steps, vec!["ws_connect_hangup@1"]);
     assert!(
-        shortest.replay.contains("--seed 123 --ops ws_connect_hangup --nodes 1 --round-size 2 --rounds 1")
+        shortest
+            .replay
+            .contains("--seed 123 --ops ws_connect_hangup --nodes 1 --round-size 2 --mix all --rounds 1")
     );
     assert!(shortest.replay.contains("--url http://127.0.0.1:3002"));
     let text = text(&report);
@@ -86,6 +90,12 @@ fn a_drift_fails_the_hunt_and_is_shown_with_its_shortest_round() {
     assert!(text.contains("round 2 after 60 sequences: node 0: users 3 expected 4 seen"), "{text}");
     assert!(text.contains("node 1: users 3 expected 4 seen, local 1 expected 2 seen"), "{text}");
     assert!(text.contains("1 step(s) of ws_connect_hangup on node(s) [1], seed 123"), "{text}");
+    assert!(
+        text.contains(
+            "suspects        join (1 of 1 rounds, 100.0%), ws_connect_hangup (1 of 2 rounds, 50.0%)"
+        ),
+        "{text}"
+    );
     assert!(text.contains("FAILED (exit code 1)"), "{text}");
 }
 

@@ -31,6 +31,10 @@ pub struct KindCount {
     pub failed: u64,
     /// Held-pool sequences with no held client to work on.
     pub skipped: u64,
+    /// Hunt rounds that ran this kind.
+    pub rounds: u64,
+    /// Of those, rounds that drifted.
+    pub drift_rounds: u64,
 }
 
 /// What all rounds did so far.
@@ -46,6 +50,15 @@ impl Tally {
     /// Sequences started (run, failed or skipped).
     pub fn sequences(&self) -> u64 {
         self.per_kind.values().map(|count| count.run + count.failed + count.skipped).sum()
+    }
+
+    /// Books a hunt round against every kind it ran.
+    pub fn round_of(&mut self, steps: &[Step], drifted: bool) {
+        for (op, _) in super::plan::census(steps) {
+            let count = self.per_kind.entry(op).or_default();
+            count.rounds += 1;
+            count.drift_rounds += u64::from(drifted);
+        }
     }
 
     fn skipped(&mut self, op: Op) {

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::ops::Op;
-use super::plan::{Filter, Step};
+use super::plan::{Filter, Mix, Step};
 
 /// A round that drifted: enough to replay it (`--seed`, `--rounds round + 1` and the filter).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,18 +40,32 @@ pub struct Shrunk {
     pub reproduced: u32,
 }
 
+/// Trial rounds per narrower filter: about as many rounds as the hunt needed per drift of the
+/// failing round's likeliest kind (`rounds_per_drift`), at least 3, at most a quarter of the
+/// budget, so rare races still get a fair chance and the search still reaches a few levels.
+pub fn tries_for(rounds_per_drift: f64, trials: u32) -> u32 {
+    let most = (trials / 4).max(MIN_TRIES);
+    if !rounds_per_drift.is_finite() || rounds_per_drift <= 0.0 {
+        return MIN_TRIES;
+    }
+    (rounds_per_drift.ceil() as u32).clamp(MIN_TRIES, most)
+}
+
+/// Fewest trial rounds per narrower filter.
+const MIN_TRIES: u32 = 3;
+
 /// The seed of trial `number` of a hunt seeded with `seed` (trial rounds are round 0 of it).
 pub fn trial_seed(seed: u64, number: u32) -> u64 {
     seed ^ u64::from(number + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Narrower filters worth a try, most promising first: the two halves of the operation kinds
-/// while there are more than three (a binary search: few trials per level), then each single
-/// kind (most frequent in the failing round first), each single node, half the size.
+/// Narrower filters worth a try, most promising first. They mix exactly the kinds the failing
+/// round ran ([`Mix::All`]): its two halves while there are more than three kinds (a binary
+/// search: few trials per level), else each single kind (most frequent first); then each single
+/// node; then half the size.
 pub fn candidates(current: &Failing) -> Vec<Filter> {
-    let filter = &current.filter;
-    let mut out = Vec::new();
-    let mut kinds: Vec<(usize, Op)> = filter
+    let mut kinds: Vec<(usize, Op)> = current
+        .filter
         .ops
         .iter()
         .map(|&op| (current.steps.iter().filter(|step| step.op == op).count(), op))
@@ -60,20 +74,22 @@ pub fn candidates(current: &Failing) -> Vec<Filter> {
     kinds.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut present: Vec<Op> = kinds.iter().map(|&(_, op)| op).collect();
     present.sort();
+    let base = Filter { ops: present.clone(), mix: Mix::All, ..current.filter.clone() };
+    let mut out = Vec::new();
     if present.len() > 3 {
         let (first, second) = present.split_at(present.len() / 2);
-        out.push(Filter { ops: first.to_vec(), ..filter.clone() });
-        out.push(Filter { ops: second.to_vec(), ..filter.clone() });
+        out.push(Filter { ops: first.to_vec(), ..base.clone() });
+        out.push(Filter { ops: second.to_vec(), ..base.clone() });
     } else if present.len() > 1 {
-        out.extend(kinds.iter().map(|&(_, op)| Filter { ops: vec![op], ..filter.clone() }));
-    } else if present.len() < filter.ops.len() {
-        out.push(Filter { ops: present, ..filter.clone() });
+        out.extend(kinds.iter().map(|&(_, op)| Filter { ops: vec![op], ..base.clone() }));
+    } else if base != current.filter {
+        out.push(base.clone());
     }
-    if filter.nodes.len() > 1 {
-        out.extend(filter.nodes.iter().map(|&node| Filter { nodes: vec![node], ..filter.clone() }));
+    if base.nodes.len() > 1 {
+        out.extend(base.nodes.iter().map(|&node| Filter { nodes: vec![node], ..base.clone() }));
     }
-    if filter.size > 1 {
-        out.push(Filter { size: filter.size / 2, ..filter.clone() });
+    if base.size > 1 {
+        out.push(Filter { size: base.size / 2, ..base.clone() });
     }
     let mut unique: Vec<Filter> = Vec::with_capacity(out.len());
     for candidate in out {
@@ -119,7 +135,7 @@ mod tests {
 
     fn failing(mut ops: Vec<Op>, size: usize) -> Failing {
         ops.sort();
-        let filter = Filter { ops, nodes: vec![0, 1], size };
+        let filter = Filter { ops, nodes: vec![0, 1], size, mix: Mix::All };
         let steps = plan::round(9, 3, &filter, HELD);
         Failing { filter, seed: 9, round: 3, steps }
     }
@@ -164,6 +180,16 @@ mod tests {
     }
 
     #[test]
+    fn rare_drifts_get_more_tries_within_the_budget() {
+        assert_eq!(tries_for(1.0, 30), 3);
+        assert_eq!(tries_for(5.2, 30), 6);
+        assert_eq!(tries_for(140.0, 30), 7);
+        assert_eq!(tries_for(140.0, 400), 100);
+        assert_eq!(tries_for(f64::INFINITY, 400), 3);
+        assert_eq!(tries_for(9.0, 4), 3);
+    }
+
+    #[test]
     fn candidates_narrow_kinds_then_nodes_then_size() {
         let start = failing(vec![Op::WsAckHangup, Op::Leave, Op::PollConnectDrop], 8);
         let candidates = candidates(&start);
@@ -176,7 +202,7 @@ mod tests {
         assert_eq!(halves[0].ops.len() + halves[1].ops.len(), Op::all().len(), "{halves:?}");
         assert!(halves[0].ops.iter().all(|op| !halves[1].ops.contains(op)));
         let done = Failing {
-            filter: Filter { ops: vec![Op::WsAckHangup], nodes: vec![0], size: 1 },
+            filter: Filter { ops: vec![Op::WsAckHangup], nodes: vec![0], size: 1, mix: Mix::All },
             ..start.clone()
         };
         assert!(super::candidates(&done).is_empty());
