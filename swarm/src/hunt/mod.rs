@@ -5,6 +5,7 @@
 //! recorded, added to the truth (a leak is permanent), and later shrunk to a smaller failing
 //! round. Optional CPU burners make the machine busy, as in production.
 
+mod args;
 mod burners;
 mod held;
 mod ops;
@@ -15,17 +16,19 @@ mod report;
 mod round;
 mod settle;
 mod shrink;
+mod text;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
+pub use args::HuntArgs;
 use burners::Burners;
 pub use burners::burn;
 use held::HeldPool;
 use ops::Op;
-use plan::{Filter, HeldBounds, Mix, Step};
+use plan::{Filter, HeldBounds, Step};
 use report::{Drift, Findings, HuntReport, Setup};
 use round::Executor;
 use settle::{Expectation, Nodes};
@@ -43,58 +46,9 @@ const LEAVE_ALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Burners outlive the hunt's own bound by this much at most (they are killed before).
 const BURNER_SLACK: Duration = Duration::from_secs(30);
 
-/// The hunt's own flags (see `rollcall swarm --help`).
-#[derive(clap::Args, Debug, Clone)]
-#[command(next_help_heading = "Hunt (--scenario hunt)")]
-pub struct HuntArgs {
-    /// Seed of the random interleavings [default: from the clock]; printed, and replays a hunt.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Stop after this many sequences [default: only --duration bounds the hunt].
-    #[arg(long)]
-    pub sequences: Option<u64>,
-    /// Stop after this many rounds.
-    #[arg(long)]
-    pub rounds: Option<u64>,
-    /// Sequences per round; the nodes must settle after each round.
-    #[arg(long, default_value_t = 100)]
-    pub round_size: usize,
-    /// Sequences in flight at once.
-    #[arg(long, default_value_t = 50)]
-    pub concurrency: usize,
-    /// Clients that join and stay (the pool wanders between half and 1.5 times this).
-    #[arg(long, default_value_t = 20)]
-    pub held: usize,
-    /// Operations to mix, comma-separated [default: all of them]: ws_connect_hangup,
-    /// ws_connect_reset, ws_connect_close, ws_connect_close_frame, ws_ack_hangup, ws_ack_reset,
-    /// ws_double_connect, ws_connect_disconnect_connect, ws_ack_leave, poll_connect_disconnect,
-    /// poll_connect_disconnect_batched, poll_connect_drop, join, leave, reconnect.
-    #[arg(long, value_name = "LIST")]
-    pub ops: Option<String>,
-    /// How a round picks its operations: `subsets` (a quarter of the rounds mix all of them,
-    /// the others one to three kinds, so that drifts point at their kinds) or `all`.
-    #[arg(long, value_enum, default_value_t = Mix::Subsets)]
-    pub mix: Mix,
-    /// Nodes that get sequences: 0-based indices in --url order, comma-separated [default: all].
-    #[arg(long, value_name = "LIST")]
-    pub nodes: Option<String>,
-    /// CPU burners (busy-loop processes at normal priority) to run for the hunt's duration.
-    #[arg(long, default_value_t = 0)]
-    pub burners: usize,
-    /// Trial rounds spent shrinking the first drift to a smaller failing round (0: none).
-    #[arg(long, default_value_t = 30)]
-    pub shrink_trials: u32,
-    /// Internal: run as a CPU burner of this parent process id.
-    #[arg(long = "burner-of", hide = true, value_name = "PID")]
-    pub burner_of: Option<u32>,
-}
-
-/// Largest `--concurrency` and `--held`: far below the 20,000 open files of one process.
-const MOST_SOCKETS: usize = 5_000;
-
 /// Runs a hunt and returns its report (partial after Ctrl-C or `--max-duration`).
 pub async fn run(args: &SwarmArgs) -> anyhow::Result<HuntReport> {
-    let filter = filter(args)?;
+    let filter = args::filter(args)?;
     net::raise_file_limit();
     let targets = net::resolve_targets(&args.urls).await?;
     let sources = match &args.source_ips {
@@ -139,54 +93,11 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<HuntReport> {
 
 /// Prints the report on stdout: one JSON object, or the text summary.
 pub fn print(report: &HuntReport, json: bool) -> anyhow::Result<()> {
-    let text = if json { format!("{}\n", serde_json::to_string(report)?) } else { report::text(report) };
+    let text = if json { format!("{}\n", serde_json::to_string(report)?) } else { text::text(report) };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(())
-}
-
-/// Checks the hunt's flags and builds the filter of its rounds.
-fn filter(args: &SwarmArgs) -> anyhow::Result<Filter> {
-    let hunt = &args.hunt;
-    if args.urls.is_empty() {
-        bail!("give at least one --url");
-    }
-    if hunt.round_size == 0 || hunt.concurrency == 0 {
-        bail!("--round-size and --concurrency must be at least 1");
-    }
-    if hunt.concurrency > MOST_SOCKETS || hunt.held > MOST_SOCKETS {
-        bail!(
-            "--concurrency and --held must stay at most {MOST_SOCKETS} (one process may open 20,000 files)"
-        );
-    }
-    let ops = match &hunt.ops {
-        Some(spec) => ops::parse_list(spec).map_err(anyhow::Error::msg).context("--ops")?,
-        None => Op::all(),
-    };
-    let nodes = match &hunt.nodes {
-        Some(spec) => parse_nodes(spec, args.urls.len()).context("--nodes")?,
-        None => (0..args.urls.len()).collect(),
-    };
-    Ok(Filter { ops, nodes, size: hunt.round_size, mix: hunt.mix })
-}
-
-/// Parses `--nodes`: comma-separated indices below `count`, sorted, without repeats.
-fn parse_nodes(spec: &str, count: usize) -> anyhow::Result<Vec<usize>> {
-    let mut nodes = Vec::new();
-    for item in spec.split(',').map(str::trim).filter(|item| !item.is_empty()) {
-        let node: usize = item.parse().with_context(|| format!("{item:?} is not a node index"))?;
-        if node >= count {
-            bail!("node index {node} is out of range: there are {count} --url(s)");
-        }
-        nodes.push(node);
-    }
-    nodes.sort_unstable();
-    nodes.dedup();
-    if nodes.is_empty() {
-        bail!("names no node");
-    }
-    Ok(nodes)
 }
 
 /// A running hunt.
@@ -321,32 +232,5 @@ impl Hunt<'_> {
         }
         expectation.rebaseline(&verdict);
         Some(steps)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_help_names_every_operation() {
-        use clap::CommandFactory;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: SwarmArgs,
-        }
-        let help = Cli::command().render_long_help().to_string();
-        for op in Op::all() {
-            assert!(help.contains(op.name()), "--help does not name {op}");
-        }
-    }
-
-    #[test]
-    fn node_lists_are_indices_within_the_urls() {
-        assert_eq!(parse_nodes("2, 0,2", 3).expect("valid"), vec![0, 2]);
-        assert!(parse_nodes("3", 3).is_err());
-        assert!(parse_nodes("a", 3).is_err());
-        assert!(parse_nodes("", 3).is_err());
     }
 }

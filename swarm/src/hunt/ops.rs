@@ -74,9 +74,9 @@ pub const OPS: &[OpInfo] = &[
 ];
 
 impl Op {
-    /// This operation's row of [`OPS`].
+    /// This operation's row of [`OPS`] (rows are in declaration order).
     pub fn info(self) -> &'static OpInfo {
-        OPS.iter().find(|info| info.op == self).unwrap_or(&OPS[0])
+        &OPS[self as usize]
     }
 
     /// Its name on the command line and in reports.
@@ -125,7 +125,9 @@ mod tests {
 
     #[test]
     fn every_operation_has_one_row_and_a_unique_name() {
+        assert_eq!(OPS.len(), Op::Reconnect as usize + 1, "one row per variant");
         for (index, info) in OPS.iter().enumerate() {
+            assert_eq!(info.op as usize, index, "{} is out of declaration order", info.name);
             assert_eq!(info.op.info().name, info.name);
             assert!(info.weight > 0);
             assert!(OPS[index + 1..].iter().all(|other| other.name != info.name && other.op != info.op));

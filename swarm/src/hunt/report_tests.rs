@@ -1,8 +1,10 @@
 //! The hunt report: fields, exit codes and text.
 
 use super::*;
+use crate::hunt::ops::Op;
 use crate::hunt::plan::{Filter, Mix};
 use crate::hunt::settle::{Expectation, Shown, Sight};
+use crate::hunt::text::text;
 
 fn setup() -> Setup {
     Setup {
