@@ -10,7 +10,7 @@
 #        DRIFT_MINUTES=5 bench/drift.sh
 # Env:   DRIFT_MINUTES (10), DRIFT_NODES (2), DRIFT_BURNERS (2), DRIFT_WORKER_THREADS (2: with one
 #        thread a node never runs a close and a connect at the same time), DRIFT_ROUND_SIZE (200),
-#        DRIFT_SHRINK_TRIALS (60), DRIFT_SEED (random), DRIFT_OUT (the JSON report; default in
+#        DRIFT_SHRINK_TRIALS (200), DRIFT_SEED (random), DRIFT_OUT (the JSON report; default in
 #        the work directory), ROLLCALL_BIN (default target/release/rollcall), BENCH_SKIP_BUILD=1.
 # Exit code: the hunter's (0 only when no drift was found).
 # Every process this script starts is killed by PID when it exits (trap).
@@ -69,7 +69,7 @@ done
 
 ARGS=(swarm --scenario hunt "${URLS[@]}" --duration "${MINUTES}m" --max-duration "$((MINUTES + 10))m"
   --burners "$BURNERS" --round-size "${DRIFT_ROUND_SIZE:-200}" --settle-timeout 5s
-  --shrink-trials "${DRIFT_SHRINK_TRIALS:-60}" --json)
+  --shrink-trials "${DRIFT_SHRINK_TRIALS:-200}" --json)
 [ -n "${DRIFT_SEED:-}" ] && ARGS+=(--seed "$DRIFT_SEED")
 say "hunting for $MINUTES min: $NODES nodes × $THREADS threads, $BURNERS burners (work dir $WORK)"
 code=0
@@ -91,14 +91,20 @@ print(f"  sequences  {r['sequences']} in {r['rounds']} rounds, {r['duration_s']:
 first = r.get("first_drift_after_sequences")
 when = f" (the first after {first} sequences, {r['first_drift_after_s']:.1f} s)" if first is not None else ""
 print(f"  drifts     {r['drifts']}{when}")
+suspects = sorted(((c["drift_rounds"] / max(c["rounds"], 1), k, c) for k, c in r["per_kind"].items()
+                   if c["drift_rounds"]), key=lambda s: -s[0])
+if suspects:
+    print("  suspects   " + ", ".join(f"{k} {c['drift_rounds']}/{c['rounds']} rounds" for _, k, c in suspects[:6]))
 for drift in r["drift_rounds"][:10]:
     nodes = ", ".join(f"node {n['node']} users {n['expected_users']}->{n['seen_users']} "
                       f"local {n['expected_local']}->{n['seen_local']}" for n in drift["nodes"])
     print(f"    round {drift['round']} after {drift['after_sequences']}: {nodes}")
 shortest = r.get("shortest")
 if shortest:
-    print(f"  shortest   {len(shortest['steps'])} steps of {','.join(shortest['ops'])} on nodes "
-          f"{shortest['nodes']} ({shortest['shrink_reproduced']} of {shortest['shrink_trials']} trials drifted)")
+    ran = " ".join(f"{op}x{count}" for op, count in shortest["ran"].items())
+    print(f"  shortest   {len(shortest['steps'])} steps on nodes {shortest['nodes']}: {ran} "
+          f"(seed {shortest['seed']} round {shortest['round']}; "
+          f"{shortest['shrink_reproduced']} of {shortest['shrink_trials']} shrink trials drifted)")
     print(f"  replay     {shortest['replay']}")
 print(f"  ending     {r['ending']}, exit code {r['exit_code']}; report {out}")
 PY

@@ -130,14 +130,12 @@ impl Hunt<'_> {
         while let Some(size) = self.next_round_size(round) {
             let filter = Filter { size, ..self.filter.clone() };
             let steps = plan::round(self.seed, round, &filter, self.held_bounds());
-            if !self.round(Some(round), &steps, &mut expectation).await
-                && self.findings.first_failing.is_none()
-            {
-                self.findings.first_failing = Some(Failing { filter, seed: self.seed, round, steps });
+            if !self.round(Some(round), &steps, &mut expectation).await {
+                self.findings.failing(Failing { filter, seed: self.seed, round, steps });
             }
             round += 1;
         }
-        if let Some(failing) = self.findings.first_failing.clone()
+        if let Some(failing) = self.findings.narrowest_failing.clone()
             && self.args.hunt.shrink_trials > 0
         {
             self.shrink(failing, &mut expectation).await;
@@ -150,7 +148,8 @@ impl Hunt<'_> {
         let trials = self.args.hunt.shrink_trials;
         let tries = shrink::tries_for(self.rounds_per_drift(&failing.steps), trials);
         eprintln!(
-            "rollcall swarm: shrinking the first drift ({trials} trial rounds at most, {tries} per narrower filter)"
+            "rollcall swarm: shrinking round {} ({trials} trial rounds at most, {tries} per narrower filter)",
+            failing.round
         );
         let trial = async |filter: &Filter, seed: u64| self.trial(filter, seed, expectation).await;
         let shrunk = shrink::shrink(failing, Budget { tries, trials }, trial).await;

@@ -62,6 +62,8 @@ pub struct Shortest {
     pub seed: u64,
     /// Its round number under that seed.
     pub round: u64,
+    /// What it ran, per operation.
+    pub ran: BTreeMap<String, usize>,
     /// What it ran, `operation@node`, in plan order.
     pub steps: Vec<String>,
     /// Shrinking trial rounds run, and how many of them drifted.
@@ -98,8 +100,8 @@ pub struct Findings {
     pub drifts: Vec<Drift>,
     /// Drifts found.
     pub drift_count: u64,
-    /// The first failing round, to shrink.
-    pub first_failing: Option<Failing>,
+    /// The failing round with the fewest kinds (the first of those), to shrink.
+    pub narrowest_failing: Option<Failing>,
     /// Shrinking's result.
     pub shrunk: Option<Shrunk>,
     /// Held clients connected at the end.
@@ -109,6 +111,14 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// Keeps `failing` if it ran fewer kinds of sequence than the narrowest failing round so far.
+    pub fn failing(&mut self, failing: Failing) {
+        let kinds = |failing: &Failing| plan::census(&failing.steps).len();
+        if self.narrowest_failing.as_ref().is_none_or(|narrowest| kinds(&failing) < kinds(narrowest)) {
+            self.narrowest_failing = Some(failing);
+        }
+    }
+
     /// Records a drift.
     pub fn drift(&mut self, drift: Drift) {
         self.drift_count += 1;
@@ -240,6 +250,7 @@ fn shortest(setup: &Setup, shrunk: &Shrunk) -> Shortest {
         round_size: failing.filter.size,
         seed: failing.seed,
         round: failing.round,
+        ran: census(&failing.steps),
         steps: failing.steps.iter().map(|step| format!("{}@{}", step.op, step.node)).collect(),
         shrink_trials: shrunk.trials,
         shrink_reproduced: shrunk.reproduced,

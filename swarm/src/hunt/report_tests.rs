@@ -91,7 +91,7 @@ fn a_drift_fails_the_hunt_and_is_shown_with_its_shortest_round() {
     assert!(text.contains("drifts          1 (the first after 60 sequences, 1.5 s)"), "{text}");
     assert!(text.contains("round 2 after 60 sequences: node 0: users 3 expected 4 seen"), "{text}");
     assert!(text.contains("node 1: users 3 expected 4 seen, local 1 expected 2 seen"), "{text}");
-    assert!(text.contains("1 step(s) of ws_connect_hangup on node(s) [1], seed 123"), "{text}");
+    assert!(text.contains("1 step(s) on node(s) [1]: ws_connect_hangup×1; seed 123 round 0"), "{text}");
     assert!(
         text.contains(
             "suspects        join (1 of 1 rounds, 100.0%), ws_connect_hangup (1 of 2 rounds, 50.0%)"
@@ -114,6 +114,19 @@ fn cut_short_and_empty_hunts_do_not_pass() {
     nothing_worked.tally.per_kind.insert(Op::Join, KindCount { failed: 4, ..Default::default() });
     let report = HuntReport::build(&setup(), nothing_worked, &Ending::Completed, Duration::ZERO);
     assert_eq!(report.exit_code, EXIT_FAILED, "a hunt where every sequence failed proves nothing");
+}
+
+#[test]
+fn the_failing_round_to_shrink_is_the_one_with_the_fewest_kinds() {
+    let mut findings = Findings::default();
+    let round = |number, ops: &[Op]| {
+        let filter = Filter { ops: Op::all(), nodes: vec![0], size: 4, mix: Mix::Subsets };
+        Failing { filter, seed: 1, round: number, steps: ops.iter().map(|&op| step(op, 0)).collect() }
+    };
+    findings.failing(round(3, &[Op::Join, Op::WsAckReset, Op::Join]));
+    findings.failing(round(5, &[Op::WsConnectClose, Op::WsConnectClose]));
+    findings.failing(round(8, &[Op::WsAckHangup]));
+    assert_eq!(findings.narrowest_failing.map(|failing| failing.round), Some(5));
 }
 
 #[test]

@@ -120,11 +120,12 @@ fn drift_line(drift: &Drift) -> String {
 }
 
 fn shortest_line(shortest: &Shortest) -> String {
+    let ran: Vec<String> = shortest.ran.iter().map(|(op, count)| format!("{op}×{count}")).collect();
     format!(
-        "{} step(s) of {} on node(s) {:?}, seed {} round {} ({} of {} shrink trials drifted)",
+        "{} step(s) on node(s) {:?}: {}; seed {} round {} ({} of {} shrink trials drifted)",
         shortest.steps.len(),
-        shortest.ops.join(","),
         shortest.nodes,
+        ran.join(" "),
         shortest.seed,
         shortest.round,
         shortest.shrink_reproduced,
