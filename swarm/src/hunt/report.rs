@@ -149,7 +149,7 @@ pub struct HuntReport {
     pub burners: usize,
     /// Rounds run.
     pub rounds: u64,
-    /// Sequences started (the warm-up's joins included).
+    /// Sequences started (the warm-up's joins and the shrink trials' included).
     pub sequences: u64,
     /// Sequences that failed on the way (see `errors`).
     pub sequences_failed: u64,
