@@ -21,7 +21,7 @@ pub const NO_VALUE: i64 = i64::MIN;
 /// How long a leaving client waits for the server to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// What one client shares with its worker while it lives: the last total it saw, when that
 /// changed, and how many totals it received.
@@ -81,7 +81,7 @@ pub struct ClientSpec {
 }
 
 /// Small buffers: a presence client reads tiny text frames and writes a few bytes.
-fn ws_config() -> WebSocketConfig {
+pub(crate) fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)
@@ -155,7 +155,7 @@ async fn connect(spec: &ClientSpec, cell: &ClientCell) -> Result<Ws, String> {
 }
 
 /// Opens a TCP connection, bound to `source` first when it is of the same family.
-async fn open_tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, String> {
+pub(crate) async fn open_tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, String> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
         .map_err(|error| io_kind("socket", &error))?;
     if let Some(source) = source.filter(|source| source.is_ipv4() == addr.is_ipv4()) {
@@ -165,7 +165,7 @@ async fn open_tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream,
 }
 
 /// Reads until a text frame arrives; the error is a failure kind.
-async fn next_text(ws: &mut Ws) -> Result<String, String> {
+pub(crate) async fn next_text(ws: &mut Ws) -> Result<String, String> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
@@ -225,7 +225,7 @@ async fn leave(ws: &mut Ws) {
 }
 
 /// A short, stable name for an I/O failure.
-fn io_kind(stage: &str, error: &std::io::Error) -> String {
+pub(crate) fn io_kind(stage: &str, error: &std::io::Error) -> String {
     use std::io::ErrorKind;
     let kind = match error.kind() {
         ErrorKind::ConnectionRefused => "refused",
@@ -242,7 +242,7 @@ fn io_kind(stage: &str, error: &std::io::Error) -> String {
 }
 
 /// A short, stable name for a WebSocket failure.
-fn ws_kind(error: &WsError) -> String {
+pub(crate) fn ws_kind(error: &WsError) -> String {
     match error {
         WsError::Io(error) => io_kind("io", error),
         WsError::Http(response) => format!("ws_http_{}", response.status().as_u16()),

@@ -1,6 +1,8 @@
 //! `rollcall swarm`: a load tester that opens many Socket.IO clients against one or more
 //! nodes (or a load balancer), runs a scenario (`burst`, `hold`, `churn`) and reports connect
-//! latency and rate, errors, `refresh users` traffic and convergence.
+//! latency and rate, errors, `refresh users` traffic and convergence. The `hunt` scenario
+//! is a drift hunter instead: rounds of racy connection sequences, each followed by
+//! a check that every node still shows the exact count.
 //!
 //! The parent process spreads its clients over worker processes (this same binary,
 //! re-executed with a hidden flag; JSON lines over the worker's stdin and stdout) so that no
@@ -10,6 +12,7 @@
 mod client;
 mod fleet;
 mod histogram;
+mod hunt;
 mod messages;
 mod net;
 mod pool;
@@ -28,11 +31,14 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+pub use hunt::HuntArgs;
+
 /// Exit codes, shown at the end of `rollcall swarm --help`.
 const EXIT_CODES: &str = "\
 Exit codes:
   0    every client connected, none was dropped, and all saw the true total (stale = 0)
-  1    stale > 0, connect errors > 0, a client was dropped, or the run failed
+  1    stale > 0, connect errors > 0, a client was dropped, or the run failed;
+       hunt: a drift was found (or no sequence succeeded)
   124  --max-duration passed first (partial report)
   130  interrupted by Ctrl-C (partial report)";
 
@@ -46,6 +52,9 @@ pub enum Scenario {
     /// Connect all clients, settle, then for --duration close and reopen --churn-rate clients
     /// per second; convergence is measured after the last reconnect.
     Churn,
+    /// Hunt for drifts: rounds of racy connection sequences (seeded, replayable), after each
+    /// of which every node must settle on the exact count; see the Hunt options.
+    Hunt,
 }
 
 impl Scenario {
@@ -55,6 +64,7 @@ impl Scenario {
             Scenario::Burst => "burst",
             Scenario::Hold => "hold",
             Scenario::Churn => "churn",
+            Scenario::Hunt => "hunt",
         }
     }
 }
@@ -65,7 +75,7 @@ impl Scenario {
 pub struct SwarmArgs {
     /// Node or load balancer base URL (http://host:port); repeat for several nodes, used round
     /// robin. Each one's GET /api/presence is the true total; several must agree.
-    #[arg(long = "url", value_name = "URL", required_unless_present = "worker_of")]
+    #[arg(long = "url", value_name = "URL", required_unless_present_any = ["worker_of", "burner_of"])]
     pub urls: Vec<String>,
     /// Clients to connect.
     #[arg(long, default_value_t = 1000)]
@@ -76,7 +86,7 @@ pub struct SwarmArgs {
     /// Scenario to run.
     #[arg(long, value_enum, default_value_t = Scenario::Burst)]
     pub scenario: Scenario,
-    /// How long to hold (hold) or to churn (churn): 500ms, 30s, 5m, 1h.
+    /// How long to hold (hold), to churn (churn) or to hunt (hunt): 500ms, 30s, 5m, 1h.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Clients closed and reopened per second during churn.
@@ -104,6 +114,9 @@ pub struct SwarmArgs {
     /// Internal: run as a worker of this parent process id.
     #[arg(long = "worker-of", hide = true, value_name = "PID")]
     pub worker_of: Option<u32>,
+    /// The hunt scenario's flags (boxed: the other scenarios do not need them).
+    #[command(flatten)]
+    pub hunt: Box<HuntArgs>,
 }
 
 /// Runs the swarm (or a worker, when the hidden worker flags are set). Returns the process exit code.
@@ -111,6 +124,15 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
     if args.worker_of.is_some() {
         worker::run().await?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(parent) = args.hunt.burner_of {
+        tokio::task::spawn_blocking(move || hunt::burn(parent, args.max_duration)).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.scenario == Scenario::Hunt {
+        let report = hunt::run(&args).await?;
+        hunt::print(&report, args.json)?;
+        return Ok(ExitCode::from(report.exit_code));
     }
     let report = scenario::run(&args).await?;
     render::print(&report, args.json)?;

@@ -190,7 +190,7 @@ impl PerClient {
     }
 }
 
-fn ending_name(ending: &Ending) -> &'static str {
+pub(crate) fn ending_name(ending: &Ending) -> &'static str {
     match ending {
         Ending::Completed => "completed",
         Ending::Interrupted => "interrupted",

@@ -94,6 +94,7 @@ async fn drive(
             fleet.idle(args.duration).await;
         }
         Scenario::Churn => churn(args, fleet, presence, state, &shares).await?,
+        Scenario::Hunt => bail!("the hunt scenario does not run on workers"),
     }
     fleet.progress().phase("disconnecting");
     let leaves = shares.iter().map(|_| Command::Disconnect { count: u64::MAX }).collect();
