@@ -162,8 +162,11 @@ impl Nodes {
     pub async fn look(&self, pool: &mut HeldPool) -> Sight {
         let reads = self.urls.iter().map(|url| self.document(url));
         let documents = futures_util::future::join_all(reads).await;
-        let nodes =
-            documents.into_iter().map(|d| d.map(|d| Shown { users: d.users, local: d.local })).collect();
+        // A node that shows no number yet (it never reached its backend) is not settled.
+        let nodes = documents
+            .into_iter()
+            .map(|d| d.and_then(|d| Some(Shown { users: d.users?, local: d.local })))
+            .collect();
         pool.reap();
         Sight { nodes, clients: pool.values().collect() }
     }
