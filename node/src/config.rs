@@ -4,16 +4,19 @@
 //! every failure is a [`ConfigError`] that names the offending key.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+mod auth;
 mod redis_target;
+mod validate;
 
+pub use self::auth::verifier;
 pub use self::redis_target::{Credentials, RedisTarget, SentinelTarget, Topology};
+pub use crate::auth::AuthMode;
 
 /// The defaults, compiled into the binary so a bare `rollcall serve` needs no files.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -49,6 +52,15 @@ pub struct Settings {
     pub node_ttl_ms: u64,
     pub max_connections: usize,
     pub max_rooms_per_client: usize,
+    pub auth: AuthMode,
+    pub jwt_secret: Secret,
+    pub jwt_public_key_file: PathBuf,
+    pub jwt_audience: String,
+    pub jwt_issuer: String,
+    pub jwt_leeway_ms: u64,
+    pub max_connections_per_user: usize,
+    pub api_keys: Vec<Secret>,
+    pub public_presence: bool,
     pub room_events_per_sec: u32,
     pub max_members_listed: u32,
     pub room_groups: u16,
@@ -190,7 +202,8 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("cors_origins")
-            .with_list_parse_key("redis_sentinels"),
+            .with_list_parse_key("redis_sentinels")
+            .with_list_parse_key("api_keys"),
     );
     builder = builder
         .set_override_option("bind", overrides.bind.clone())?
@@ -205,6 +218,12 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
     if let Some(password) = verbatim("REDIS_PASSWORD") {
         settings.redis_password = Secret(password);
     }
+    if let Some(secret) = verbatim("JWT_SECRET") {
+        settings.jwt_secret = Secret(secret);
+    }
+    if let Some(keys) = verbatim("API_KEYS") {
+        settings.api_keys = keys.split(',').filter(|k| !k.is_empty()).map(|k| Secret(k.to_owned())).collect();
+    }
     if let Some(password) = verbatim("REDIS_SENTINEL_PASSWORD") {
         settings.redis_sentinel_password = Secret(password);
     }
@@ -215,7 +234,7 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
         settings.redis_sentinel_username = username;
     }
     settings.rust_log = env.get("RUST_LOG").filter(|directives| !directives.trim().is_empty()).cloned();
-    validate(&settings)?;
+    validate::validate(&settings)?;
     Ok(settings)
 }
 
@@ -227,99 +246,4 @@ fn file_source(path: &Path) -> Result<File<config::FileSourceFile, FileFormat>, 
         });
     }
     Ok(File::from(path).format(FileFormat::Toml).required(true))
-}
-
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, problem: problem.into() }
-}
-
-fn validate(s: &Settings) -> Result<(), ConfigError> {
-    s.bind.parse::<IpAddr>().map_err(|_| invalid("bind", format!("{:?} is not an IP address", s.bind)))?;
-    redis_target::target(s)?;
-    let positive = [
-        ("redis_timeout_ms", s.redis_timeout_ms),
-        ("emit_interval_ms", s.emit_interval_ms),
-        ("max_fanout_per_sec", s.max_fanout_per_sec),
-        ("flush_interval_ms", s.flush_interval_ms),
-        ("heartbeat_interval_ms", s.heartbeat_interval_ms),
-        ("node_ttl_ms", s.node_ttl_ms),
-        ("max_payload", s.max_payload),
-        ("ping_interval_ms", s.ping_interval_ms),
-        ("ping_timeout_ms", s.ping_timeout_ms),
-        ("shutdown_grace_ms", s.shutdown_grace_ms),
-    ];
-    for (key, value) in positive {
-        if value == 0 {
-            return Err(invalid(key, "must be greater than 0"));
-        }
-    }
-    for (key, value) in [
-        ("max_connections", s.max_connections),
-        ("max_rooms_per_client", s.max_rooms_per_client),
-        ("room_events_per_sec", s.room_events_per_sec as usize),
-        ("room_groups", usize::from(s.room_groups)),
-    ] {
-        if value == 0 {
-            return Err(invalid(key, "must be greater than 0"));
-        }
-    }
-    if s.room_groups > 1024 {
-        return Err(invalid("room_groups", "must be at most 1024"));
-    }
-    if s.node_ttl_ms <= s.heartbeat_interval_ms * 2 {
-        return Err(invalid(
-            "node_ttl_ms",
-            format!(
-                "must be more than twice heartbeat_interval_ms ({}), or live nodes get reaped",
-                s.heartbeat_interval_ms
-            ),
-        ));
-    }
-    if s.redis_prefix.is_empty() || s.redis_prefix.contains(['{', '}', ' ']) {
-        return Err(invalid("redis_prefix", "must be non-empty, without braces or spaces"));
-    }
-    if s.node_id.contains(char::is_whitespace) {
-        return Err(invalid("node_id", "must not contain whitespace"));
-    }
-    validate_origins(&s.cors_origins)?;
-    let (key, filter) = s.log_filter();
-    tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| ConfigError::Invalid { key, problem: format!("{filter:?} is not a log filter: {e}") })?;
-    validate_endpoint("otlp_endpoint", &s.otlp_endpoint)?;
-    Ok(())
-}
-
-/// `"*"`, or origins such as `https://example.com` or `http://localhost:8080`.
-fn validate_origins(origins: &[String]) -> Result<(), ConfigError> {
-    if origins.is_empty() {
-        return Err(invalid("cors_origins", "list at least one origin, or \"*\""));
-    }
-    for origin in origins.iter().filter(|o| *o != "*") {
-        let uri: Option<axum::http::Uri> = origin.parse().ok();
-        let is_origin = uri.as_ref().is_some_and(|u| {
-            matches!(u.scheme_str(), Some("http" | "https"))
-                && u.authority().is_some()
-                && u.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
-        });
-        if !is_origin || axum::http::HeaderValue::from_str(origin).is_err() {
-            return Err(invalid(
-                "cors_origins",
-                format!("{origin:?} is not an origin (scheme://host[:port], e.g. https://example.com)"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Empty (off), or an `http://` / `https://` URL with a host.
-fn validate_endpoint(key: &'static str, value: &str) -> Result<(), ConfigError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(());
-    }
-    let uri: Option<axum::http::Uri> = value.parse().ok();
-    match uri {
-        Some(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => Ok(()),
-        _ => Err(invalid(key, format!("{value:?} is not an http:// or https:// URL"))),
-    }
 }

@@ -11,6 +11,7 @@
 //! - [`metrics`] holds the Prometheus registry; [`shutdown`] the stop signal; [`probe`] a
 //!   minimal HTTP GET for health checks.
 
+pub mod auth;
 pub mod backoff;
 pub mod bundle;
 pub mod config;

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub room_announcements: Counter,
     pub room_emits: Counter,
     pub room_messages: Counter,
+    pub auth_refused: Family<ReasonLabel, Counter>,
+    pub tokens_expired: Counter,
+    pub tokens_refreshed: Counter,
 }
 
 impl Metrics {
@@ -89,6 +92,9 @@ impl Metrics {
             room_announcements: Counter::default(),
             room_emits: Counter::default(),
             room_messages: Counter::default(),
+            auth_refused: Family::default(),
+            tokens_expired: Counter::default(),
+            tokens_refreshed: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -167,6 +173,17 @@ impl Metrics {
         );
         r.register("room_emits", "Broadcasts of `room users` by this node", m.room_emits.clone());
         r.register("room_messages", "`room users` messages sent to clients", m.room_messages.clone());
+        r.register(
+            "auth_refused",
+            "Handshakes and token refreshes refused, by reason",
+            m.auth_refused.clone(),
+        );
+        r.register("tokens_expired", "Sockets closed because their token expired", m.tokens_expired.clone());
+        r.register(
+            "tokens_refreshed",
+            "Fresh tokens accepted from connected sockets",
+            m.tokens_refreshed.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -177,6 +194,11 @@ impl Metrics {
         if !ok {
             self.redis_errors.get_or_create(&label).inc();
         }
+    }
+
+    /// Counts a refused token.
+    pub fn refuse_auth(&self, reason: &'static str) {
+        self.auth_refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Counts a refused room join.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::bundle::ClientBundle;
-use crate::config::{GlobalCount, Settings};
+use crate::config::{self, GlobalCount, Settings};
 use crate::coordinator::{self, Coordinator, Limits, PacingPolicy, Timing};
 use crate::dashboard;
 use crate::http::{self, HttpState};
@@ -69,11 +69,15 @@ impl App {
                 commands,
                 backend: backend.clone(),
                 metrics: metrics.clone(),
+                verifier: config::verifier(settings)?,
                 max_rooms_per_client: settings.max_rooms_per_client,
                 room_events_per_sec: settings.room_events_per_sec,
+                max_connections_per_user: settings.max_connections_per_user,
+                max_members_listed: settings.max_members_listed,
             },
         );
-        dashboard::register(&io, model.clone());
+        let api_keys = http::ApiKeys::new(settings.api_keys.iter().map(|k| k.expose().to_owned()));
+        dashboard::register(&io, model.clone(), api_keys.clone());
         let draining = Arc::new(AtomicBool::new(false));
         let backend_for_http = backend;
         let state = HttpState {
@@ -82,6 +86,8 @@ impl App {
             max_connections: settings.max_connections,
             metrics,
             backend: backend_for_http,
+            api_keys,
+            public_presence: settings.public_presence,
             bundle: ClientBundle::load(&settings.client_bundle_dir, &settings.client_version),
         };
         let router = http::routes(state.clone())
@@ -175,6 +181,7 @@ fn coordinator_config(settings: &Settings) -> coordinator::Config {
         limits: Limits {
             max_rooms_per_client: settings.max_rooms_per_client,
             global_counts_users: settings.global_count == GlobalCount::Users,
+            token_leeway_secs: settings.jwt_leeway_ms.div_ceil(1000),
         },
         groups: settings.room_groups,
     }
@@ -184,9 +191,13 @@ fn room_policy(settings: &Settings) -> RoomPolicy {
     RoomPolicy { groups: settings.room_groups, max_members_listed: settings.max_members_listed }
 }
 
+/// The smallest Engine.IO payload accepted: a CONNECT packet with an 8 KiB token and its rooms.
+const HANDSHAKE_PAYLOAD: u64 = 12 * 1024;
+
 fn socket_io(settings: &Settings) -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
-        .max_payload(settings.max_payload)
+        // A handshake carries a token of up to 8 KiB whatever `max_payload` says for events.
+        .max_payload(settings.max_payload.max(HANDSHAKE_PAYLOAD))
         // A client joining its 16 rooms gets an ack and a count for each (32 packets at once),
         // besides refreshes: what does not fit is dropped (tokio allocates 32-slot blocks anyway).
         .max_buffer_size(64)

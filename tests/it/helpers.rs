@@ -572,3 +572,22 @@ impl RedisServer {
         self.cmd::<Option<i64>>(&["HGET", &global_key(prefix), "c"]).await
     }
 }
+
+/// Opens a raw WebSocket handshake with `query` and returns the server's answer to `40`.
+pub async fn raw_connect(port: u16, query: &str, auth: Option<serde_json::Value>) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&{query}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("websocket handshake");
+    let _open = ws.next().await;
+    let connect = auth.map_or_else(|| "40".to_owned(), |auth| format!("40{auth}"));
+    ws.send(tokio_tungstenite::tungstenite::Message::text(connect.clone())).await.expect("send");
+    // Skip Engine.IO pings (the first one comes at once): the answer is a Socket.IO packet.
+    for _ in 0..10 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("an answer");
+        let text = frame.expect("a frame").expect("ok").into_text().expect("text").to_string();
+        if text.starts_with('4') {
+            return text;
+        }
+    }
+    panic!("no Socket.IO answer to {connect}");
+}

@@ -58,7 +58,7 @@ async fn the_dashboard_is_fed_on_its_own_namespace_and_is_not_counted() {
     let node = spawn_node(None, &unique_prefix("dashboard"), "dash", &[]).await;
     let page =
         reqwest::get(format!("{}/dashboard", node.url())).await.expect("GET").text().await.expect("body");
-    assert!(page.contains("io(\"/dashboard\")"), "the page uses its own namespace");
+    assert!(page.contains("io(\"/dashboard\""), "the page uses its own namespace");
     let user = [connect(&node.url(), TransportType::Websocket).await];
     all_show(&user, 1).await;
 

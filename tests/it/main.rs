@@ -16,3 +16,4 @@ mod standalone;
 mod swarm;
 mod telemetry;
 mod topology;
+mod users;

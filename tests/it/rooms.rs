@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
     CONVERGE, ProcessNode, RedisServer, TestClient, TestNode, all_show, connect, eventually, node_env,
-    spawn_node, try_connect_with, unique_prefix,
+    raw_connect, spawn_node, try_connect_with, unique_prefix,
 };
 
 async fn three_nodes(redis: &RedisServer, prefix: &str) -> Vec<TestNode> {
@@ -216,24 +216,6 @@ async fn flood(port: u16, events: usize) -> Vec<String> {
         }
     }
     acks
-}
-
-/// Opens a raw WebSocket handshake with `query` and returns the server's answer to `40`.
-async fn raw_connect(port: u16, query: &str, auth: Option<Value>) -> String {
-    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&{query}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("websocket handshake");
-    let _open = ws.next().await;
-    let connect = auth.map_or_else(|| "40".to_owned(), |auth| format!("40{auth}"));
-    ws.send(Message::text(connect.clone())).await.expect("send");
-    // Skip Engine.IO pings (the first one comes at once): the answer is a Socket.IO packet.
-    for _ in 0..10 {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("an answer");
-        let text = frame.expect("a frame").expect("ok").into_text().expect("text").to_string();
-        if text.starts_with('4') {
-            return text;
-        }
-    }
-    panic!("no Socket.IO answer to {connect}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,12 @@ pub enum RoomAck {
         users: i64,
         /// Connections.
         connections: i64,
+        /// With `members: true`: the room's signed members (up to `max_members_listed`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        members: Option<Vec<Member>>,
+        /// With `members: true`: the room has more members than listed (only counts flow).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        truncated: Option<bool>,
     },
     /// Refused.
     Err {
@@ -89,7 +95,14 @@ pub enum RoomAck {
 impl RoomAck {
     /// A successful ack.
     pub fn counts(count: RoomCount) -> Self {
-        RoomAck::Ok { ok: true, room: count.room, users: count.users, connections: count.connections }
+        RoomAck::Ok {
+            ok: true,
+            room: count.room,
+            users: count.users,
+            connections: count.connections,
+            members: None,
+            truncated: None,
+        }
     }
 
     /// A refusal.
@@ -120,4 +133,58 @@ pub struct RoomsQuery {
 pub struct RoomCounts {
     /// One per room asked.
     pub rooms: Vec<RoomCount>,
+}
+
+/// Client event to present a fresh token before the current one expires; acked with [`TokenAck`].
+pub const TOKEN_EVENT: &str = "token";
+
+/// One signed member of a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The user id (`sub`).
+    pub user: String,
+    /// The public info from their token (a JSON object), or `null`.
+    pub info: Option<serde_json::Value>,
+    /// Their connections in the room, over the whole cluster.
+    pub connections: i64,
+}
+
+/// `GET /api/rooms/{room}/members`: one page of a room's members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersPage {
+    /// The members, in user-id order.
+    pub members: Vec<Member>,
+    /// Cursor of the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// The payload of `member joined` / `member left`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberChange {
+    /// The room.
+    pub room: String,
+    /// The user id.
+    pub user: String,
+    /// Their public info, or `null`.
+    pub info: Option<serde_json::Value>,
+}
+
+/// The ack of `token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenAck {
+    /// Accepted: the socket now expires at `exp` (Unix seconds).
+    Ok {
+        /// Always `true`.
+        ok: bool,
+        /// The new expiry.
+        exp: u64,
+    },
+    /// Refused: the socket keeps its old expiry.
+    Err {
+        /// Always `false`.
+        ok: bool,
+        /// Why.
+        error: String,
+    },
 }

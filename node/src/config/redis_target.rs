@@ -11,7 +11,8 @@ use redis::{ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{ConfigError, Settings, invalid};
+use super::validate::invalid;
+use super::{ConfigError, Settings};
 
 /// Where the cluster's Redis is and how a node reaches it.
 #[derive(Debug, Clone)]

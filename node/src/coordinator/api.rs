@@ -43,8 +43,24 @@ pub enum Command {
         id: SocketId,
         /// Its signed identity, if any.
         identity: Option<Identity>,
+        /// When its token expires (Unix seconds), if signed.
+        expires: Option<u64>,
         /// Rooms to join at once.
         rooms: Vec<RoomName>,
+    },
+    /// Socket `id` presented a fresh token: it now expires at `expires`.
+    Refresh {
+        /// The socket.
+        id: SocketId,
+        /// Unix seconds.
+        expires: u64,
+    },
+    /// How many sockets of `user` this node holds that the backend does not count yet.
+    Unwritten {
+        /// The user id.
+        user: std::sync::Arc<str>,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<i64>,
     },
     /// Socket `id` left. Several paths may report one leave; only the first counts.
     Disconnect {
@@ -98,6 +114,9 @@ pub trait Clients: Send + Sync + 'static {
     /// `member joined` (or `member left`) of `member` to the local sockets following `room`'s members.
     async fn member_change(&self, room: &RoomName, member: &Member, joined: bool);
 
+    /// Closes `socket` (its token expired).
+    fn disconnect(&self, socket: SocketId);
+
     /// The sockets the Socket.IO layer holds right now (`None` if it cannot tell). A socket
     /// counted here but missing there closed without its disconnect reaching the coordinator.
     fn live(&self) -> Option<HashSet<SocketId>>;
@@ -121,4 +140,6 @@ pub struct Limits {
     pub max_rooms_per_client: usize,
     /// What `refresh users` counts: sockets (false) or distinct users (true).
     pub global_counts_users: bool,
+    /// Seconds a token may be used past its `exp` (clock skew).
+    pub token_leeway_secs: u64,
 }

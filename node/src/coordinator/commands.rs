@@ -10,7 +10,21 @@ use crate::count::{Identity, RoomName, Scope, SocketId};
 impl Coordinator {
     pub(super) fn on_command(&mut self, command: Command) {
         match command {
-            Command::Connect { id, identity, rooms } => self.connect(id, identity, rooms),
+            Command::Connect { id, identity, expires, rooms } => {
+                self.connect(id, identity, rooms);
+                if let Some(expires) = expires.filter(|_| self.local.is_connected(id)) {
+                    self.expiries.set(id, expires);
+                }
+            }
+            Command::Refresh { id, expires } => {
+                if self.local.is_connected(id) {
+                    self.expiries.set(id, expires);
+                }
+            }
+            Command::Unwritten { user, reply } => {
+                let _ = reply.send(self.local.unwritten(&user));
+                return;
+            }
             Command::Disconnect { id } => {
                 let _span = tracing::debug_span!("disconnect", node = %self.node_id, socket = id.0).entered();
                 self.disconnect(id);
@@ -71,6 +85,7 @@ impl Coordinator {
     /// Removes socket `id` everywhere; false if it was not counted.
     pub(super) fn disconnect(&mut self, id: SocketId) -> bool {
         let Some(rooms) = self.local.disconnect(id) else { return false };
+        self.expiries.remove(id);
         self.metrics.disconnects.inc();
         for room in rooms {
             self.metrics.room_leaves.inc();
@@ -157,6 +172,17 @@ impl Coordinator {
             "removed sockets the Socket.IO layer no longer holds"
         );
         self.publish_state();
+    }
+
+    /// Closes the sockets whose token expired (past `exp` plus the leeway) without a fresh one.
+    pub(super) fn close_expired(&mut self) {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let cutoff = now.saturating_sub(self.config.limits.token_leeway_secs);
+        for id in self.expiries.take_due(cutoff) {
+            self.metrics.tokens_expired.inc();
+            self.clients.disconnect(id);
+        }
     }
 
     /// Forgets rooms with no socket here and nobody waiting (after their zero share was written).

@@ -114,6 +114,7 @@ impl Coordinator {
         };
         self.last_write = Some(Instant::now());
         self.backoff.reset();
+        self.local.acknowledge_global(&taken.global);
         if self.global.written(taken.global_counts, reply.global) {
             tracing::warn!(
                 version = reply.global.version,

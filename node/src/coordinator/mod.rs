@@ -28,7 +28,7 @@ pub use self::api::{Clients, Command, Greeted, Limits, ReplyTo, RoomReply, Timin
 use self::flushing::{InFlight, Taken};
 use self::pacing::Pacer;
 pub use self::pacing::PacingPolicy;
-use self::rooms::RoomView;
+use self::rooms::{Expiries, RoomView};
 use crate::backoff::Backoff;
 use crate::count::{LocalPresence, RoomName, Tally};
 use crate::metrics::Metrics;
@@ -42,7 +42,7 @@ pub use crate::count::SocketId;
 /// greeting did not already reveal it.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How often the dashboard's busiest rooms are recomputed.
+/// How often the dashboard's busiest rooms are recomputed, and expired tokens closed.
 const TOP_ROOMS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Announcements kept while waiting for a reply; beyond this the oldest go (a reply supersedes
@@ -93,6 +93,8 @@ pub struct Coordinator {
     backoff: Backoff,
     /// Member changes to deliver, in the order their steps happened.
     member_outbox: VecDeque<(RoomName, Member, bool)>,
+    /// Token expiry of signed sockets.
+    expiries: Expiries,
 }
 
 impl Coordinator {
@@ -132,6 +134,7 @@ impl Coordinator {
             retry_at: now,
             backoff: Backoff::for_backend(),
             member_outbox: VecDeque::new(),
+            expiries: Expiries::default(),
         };
         (coordinator, tx, state_rx)
     }
@@ -156,7 +159,10 @@ impl Coordinator {
                 _ = flush.tick() => self.maybe_flush(),
                 _ = emit.tick() => self.emit_due().await,
                 _ = sweep.tick() => self.sweep(),
-                _ = top_rooms.tick() => self.publish_top_rooms(),
+                _ = top_rooms.tick() => {
+                    self.publish_top_rooms();
+                    self.close_expired();
+                }
             }
         }
         self.give_back().await;

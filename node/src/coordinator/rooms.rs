@@ -44,3 +44,41 @@ impl RoomView {
         Self { tally: Tally::new(), pacer: Pacer::new(now), waiting: Vec::new() }
     }
 }
+
+/// When each signed socket's token expires, soonest first.
+#[derive(Debug, Default)]
+pub struct Expiries {
+    by_time: std::collections::BTreeSet<(u64, SocketId)>,
+    of_socket: std::collections::HashMap<SocketId, u64>,
+}
+
+impl Expiries {
+    /// Socket `id` expires at `at` (Unix seconds), replacing what was known.
+    pub fn set(&mut self, id: SocketId, at: u64) {
+        if let Some(old) = self.of_socket.insert(id, at) {
+            self.by_time.remove(&(old, id));
+        }
+        self.by_time.insert((at, id));
+    }
+
+    /// Socket `id` is gone.
+    pub fn remove(&mut self, id: SocketId) {
+        if let Some(old) = self.of_socket.remove(&id) {
+            self.by_time.remove(&(old, id));
+        }
+    }
+
+    /// The sockets that expired before `cutoff`, forgotten.
+    pub fn take_due(&mut self, cutoff: u64) -> Vec<SocketId> {
+        let mut due = Vec::new();
+        while let Some(&(at, id)) = self.by_time.first() {
+            if at >= cutoff {
+                break;
+            }
+            self.by_time.pop_first();
+            self.of_socket.remove(&id);
+            due.push(id);
+        }
+        due
+    }
+}

@@ -36,7 +36,7 @@ const POLICY: RoomPolicy = RoomPolicy { groups: 4, max_members_listed: 100 };
 fn config(timing: Timing) -> Config {
     Config {
         timing,
-        limits: Limits { max_rooms_per_client: 3, global_counts_users: false },
+        limits: Limits { max_rooms_per_client: 3, global_counts_users: false, token_leeway_secs: 0 },
         groups: POLICY.groups,
     }
 }
@@ -128,6 +128,10 @@ impl PresenceBackend for FaultyBackend {
         self.inner.members(room, limit, cursor).await
     }
 
+    async fn user_connections(&self, user: &str) -> Result<i64, BackendError> {
+        self.inner.user_connections(user).await
+    }
+
     fn mode(&self) -> &'static str {
         "test"
     }
@@ -144,6 +148,8 @@ struct RecordingClients {
     closed: Mutex<HashSet<SocketId>>,
     /// What `live()` answers: `None` (cannot tell) unless a test sets it.
     live: Mutex<Option<HashSet<SocketId>>>,
+    /// Sockets the coordinator closed.
+    disconnected: Mutex<Vec<SocketId>>,
 }
 
 impl RecordingClients {
@@ -173,6 +179,10 @@ impl Clients for RecordingClients {
     }
 
     fn enter(&self, _: SocketId, _: &RoomName, _: bool) {}
+
+    fn disconnect(&self, socket: SocketId) {
+        self.disconnected.lock().expect("lock").push(socket);
+    }
 
     fn exit(&self, _: SocketId, _: &RoomName) {}
 
@@ -222,7 +232,7 @@ impl Node {
     fn connect_in(&self, socket: u64, rooms: &[&str]) {
         let rooms = rooms.iter().map(|r| room(r)).collect();
         self.commands
-            .send(Command::Connect { id: id(socket), identity: None, rooms })
+            .send(Command::Connect { id: id(socket), identity: None, expires: None, rooms })
             .expect("coordinator runs");
     }
 

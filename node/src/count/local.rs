@@ -117,6 +117,8 @@ pub struct LocalPresence {
     sockets: HashMap<SocketId, LocalSocket>,
     scopes: HashMap<Scope, ScopeLocal>,
     dirty: HashSet<Scope>,
+    /// Per signed user: this node's sockets (cluster-wide scope) as the backend last acknowledged.
+    written_users: HashMap<Arc<str>, u32>,
 }
 
 impl LocalPresence {
@@ -231,8 +233,26 @@ impl LocalPresence {
         }
     }
 
+    /// The backend acknowledged this global share: remember its user cells as written.
+    pub fn acknowledge_global(&mut self, share: &Share) {
+        for cell in &share.users {
+            if cell.connections == 0 {
+                self.written_users.remove(&cell.user);
+            } else {
+                self.written_users.insert(cell.user.clone(), cell.connections);
+            }
+        }
+    }
+
+    /// `user`'s sockets here that the backend does not hold yet (negative: it holds too many).
+    pub fn unwritten(&self, user: &str) -> i64 {
+        let now = self.scopes.get(&Scope::Global).and_then(|g| g.users.get(user)).map_or(0, |(n, _)| *n);
+        i64::from(now) - i64::from(self.written_users.get(user).copied().unwrap_or(0))
+    }
+
     /// The backend lost this node's data (or reaped it): every scope and user cell is dirty.
     pub fn mark_all(&mut self) {
+        self.written_users.clear();
         for (scope, local) in &mut self.scopes {
             local.changed_users.extend(local.users.keys().cloned());
             self.dirty.insert(scope.clone());

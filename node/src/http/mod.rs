@@ -1,7 +1,10 @@
 //! The HTTP routes beside Socket.IO: the page, the client bundle, health, presence, the rooms
 //! API and its OpenAPI document, metrics.
 
+mod keys;
 mod rooms;
+
+pub use self::keys::ApiKeys;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,12 +43,17 @@ pub struct HttpState {
     pub bundle: ClientBundle,
     /// For the rooms API.
     pub backend: Arc<dyn PresenceBackend>,
+    /// Keys the API's reads need (none: open).
+    pub api_keys: ApiKeys,
+    /// With keys set, whether `/api/presence` stays public.
+    pub public_presence: bool,
 }
 
 /// Every route but `/socket.io/` itself, which the caller mounts.
 pub fn routes(state: HttpState) -> Router {
     let bundle =
         Router::new().route("/socket.io/{file}", get(bundle::serve)).with_state(state.bundle.clone());
+    let guard = axum::middleware::from_fn_with_state(state.api_keys.clone(), keys::require);
     let rooms = Router::new()
         .route("/api/rooms", get(rooms::list))
         .route(
@@ -53,15 +61,21 @@ pub fn routes(state: HttpState) -> Router {
             post(rooms::many).layer(axum::extract::DefaultBodyLimit::max(MAX_COUNTS_BODY)),
         )
         .route("/api/rooms/{room}", get(rooms::one))
+        .route("/api/rooms/{room}/members", get(rooms::members))
+        .layer(guard.clone())
         .with_state(state.backend.clone());
+    let mut presence_route = Router::new().route("/api/presence", get(presence));
+    if !state.public_presence {
+        presence_route = presence_route.layer(guard);
+    }
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/presence", get(presence))
         .route("/metrics", get(metrics))
         .route("/dashboard", get(crate::dashboard::page))
         .route("/api/openapi.json", get(openapi))
+        .merge(presence_route)
         .with_state(state)
         .merge(bundle)
         .merge(rooms)

@@ -8,7 +8,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rollcall_wire::{RoomCount, RoomCounts, RoomsPage, RoomsQuery};
+use rollcall_wire::{Member, MembersPage, RoomCount, RoomCounts, RoomsPage, RoomsQuery};
 use serde::Deserialize;
 
 use crate::count::RoomName;
@@ -108,4 +108,41 @@ pub async fn many(
     Ok(Json(RoomCounts {
         rooms: rooms.iter().zip(counts).map(|(room, counts)| document(room, counts)).collect(),
     }))
+}
+
+/// Query of `GET /api/rooms/{room}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/rooms/{room}/members?limit=&cursor=`: the room's signed members in user-id order.
+pub async fn members(
+    State(backend): State<Arc<dyn PresenceBackend>>,
+    Path(name): Path<String>,
+    query: Result<Query<MembersQuery>, QueryRejection>,
+) -> Result<Json<MembersPage>, ApiError> {
+    let room = room(&name)?;
+    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_ROOMS_PER_REQUEST).contains(&limit) {
+        return Err(bad_request(format!("limit must be between 1 and {MAX_ROOMS_PER_REQUEST}")));
+    }
+    if query.cursor.as_ref().is_some_and(|c| c.is_empty() || c.len() > 256 || c.chars().any(char::is_control))
+    {
+        return Err(bad_request("cursor is not one this API returned"));
+    }
+    let page = backend.members(&room, limit, query.cursor.as_deref()).await?;
+    let members = page
+        .items
+        .into_iter()
+        .map(|m| Member {
+            user: m.user.to_string(),
+            info: m.info.as_deref().and_then(|text| serde_json::from_str(text).ok()),
+            connections: m.connections,
+        })
+        .collect();
+    Ok(Json(MembersPage { members, next: page.next }))
 }

@@ -77,6 +77,9 @@ pub trait PresenceBackend: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<Page<MemberCount>, BackendError>;
 
+    /// `user`'s sockets over the whole cluster, as written (for `max_connections_per_user`).
+    async fn user_connections(&self, user: &str) -> Result<i64, BackendError>;
+
     /// `"standalone"` or `"redis"`, as shown in `/api/presence`.
     fn mode(&self) -> &'static str;
 }

@@ -109,6 +109,12 @@ impl Clients for SocketIoClients {
         }
     }
 
+    fn disconnect(&self, socket: SocketId) {
+        if let Some(s) = self.socket(socket) {
+            let _ = s.disconnect();
+        }
+    }
+
     fn live(&self) -> Option<HashSet<SocketId>> {
         let main = self.0.of("/")?;
         Some(main.sockets().into_iter().map(|socket| socket_id(socket.id)).collect())

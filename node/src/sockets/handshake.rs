@@ -1,6 +1,7 @@
 //! What a client asks for in its Socket.IO handshake: rooms to join at once (the `auth` object's
 //! `rooms` array and repeated `room=` query parameters), checked before the socket is accepted.
 
+use crate::auth::Verified;
 use crate::count::RoomName;
 
 /// A handshake that passed every check; the connect handler takes it from the socket.
@@ -8,6 +9,8 @@ use crate::count::RoomName;
 pub struct Handshake {
     /// Rooms to join at connect, without duplicates.
     pub rooms: Vec<RoomName>,
+    /// The verified token of a signed client.
+    pub verified: Option<Verified>,
 }
 
 /// Why a handshake is refused; the text reaches the client as the CONNECT_ERROR `message`.
@@ -75,7 +78,7 @@ pub fn rooms(
     if rooms.len() > max {
         return Err(HandshakeError::TooManyRooms { asked: rooms.len(), max });
     }
-    Ok(Handshake { rooms })
+    Ok(Handshake { rooms, verified: None })
 }
 
 fn invalid(name: &str, reason: &impl std::fmt::Display) -> HandshakeError {

@@ -281,6 +281,10 @@ impl PresenceBackend for MemoryBackend {
         Ok(page(members, limit, |m| m.user.to_string()))
     }
 
+    async fn user_connections(&self, user: &str) -> Result<i64, BackendError> {
+        Ok(self.lock().global.member_connections(user))
+    }
+
     fn mode(&self) -> &'static str {
         "standalone"
     }

@@ -49,6 +49,11 @@ impl Aggregate {
         self.members.iter().map(|(user, (connections, info))| (user, *connections, info.as_ref()))
     }
 
+    /// `user`'s sockets over all nodes.
+    pub fn member_connections(&self, user: &str) -> i64 {
+        self.members.get(user).map_or(0, |(connections, _)| *connections)
+    }
+
     /// Signed members.
     pub fn member_count(&self) -> usize {
         self.members.len()

@@ -213,6 +213,16 @@ impl PresenceBackend for RedisBackend {
         Ok(super::memory::page(members, limit, |m| m.user.to_string()))
     }
 
+    async fn user_connections(&self, user: &str) -> Result<i64, BackendError> {
+        let key = format!("{}:m", self.names.global_tag());
+        let count: Option<i64> = self
+            .with_conn("user_connections", async |conn| {
+                Ok(redis::cmd("HGET").arg(&key).arg(user).query_async(conn).await?)
+            })
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
     fn mode(&self) -> &'static str {
         "redis"
     }
