@@ -62,6 +62,8 @@ pub fn routes(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/dashboard", get(crate::dashboard::page))
         .route("/api/openapi.json", get(openapi))
+        .route("/widget.js", get(crate::widget::script))
+        .route("/widget.css", get(crate::widget::style))
         .with_state(state)
         .merge(bundle)
         .merge(rooms)
