@@ -167,7 +167,7 @@ fn content_type(name: &str) -> &'static str {
 }
 
 /// Whether `Accept-Encoding` lists gzip without `q=0`.
-fn accepts_gzip(request: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(request: &HeaderMap) -> bool {
     let codings = request.get_all(header::ACCEPT_ENCODING).iter().filter_map(|value| value.to_str().ok());
     codings.flat_map(|value| value.split(',')).any(|coding| {
         let mut parts = coding.split(';').map(str::trim);
@@ -179,7 +179,7 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
 }
 
 /// `If-None-Match` with the weak comparison RFC 9110 prescribes for it: `W/` is ignored.
-fn matches_if_none_match(request: &HeaderMap, etag: &HeaderValue) -> bool {
+pub(crate) fn matches_if_none_match(request: &HeaderMap, etag: &HeaderValue) -> bool {
     let etag = etag.as_bytes();
     let tags = request.get_all(header::IF_NONE_MATCH).iter().filter_map(|value| value.to_str().ok());
     tags.flat_map(|value| value.split(','))

@@ -7,7 +7,8 @@
 //!   it, batches writes and paces emits.
 //! - [`presence`] is the backend trait with its two drivers: in-memory (standalone) and Redis.
 //! - [`sockets`] wires socketioxide to the coordinator; [`http`] and [`bundle`] serve the rest;
-//!   [`dashboard`] feeds the live cluster page on its own Socket.IO namespace.
+//!   [`dashboard`] feeds the live cluster page on its own Socket.IO namespace; [`widget`] serves
+//!   the drop-in counter other sites embed with one tag.
 //! - [`metrics`] holds the Prometheus registry; [`shutdown`] the stop signal; [`probe`] a
 //!   minimal HTTP GET for health checks.
 
@@ -26,5 +27,6 @@ pub mod readmodel;
 pub mod shutdown;
 pub mod sockets;
 pub mod startup;
+pub mod widget;
 
 pub mod telemetry;

@@ -75,6 +75,8 @@ pub fn routes(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/dashboard", get(crate::dashboard::page))
         .route("/api/openapi.json", get(openapi))
+        .route("/widget.js", get(crate::widget::script))
+        .route("/widget.css", get(crate::widget::style))
         .merge(presence_route)
         .with_state(state)
         .merge(bundle)
