@@ -75,9 +75,6 @@ names = [a["alert"] for a in alerts]
 # Metrics being added by the rooms, users, webhooks, pacing and lag work; each moves to README's
 # metrics table with its code. Remove a name here once the table has it.
 ANNOUNCED = {
-    "rollcall_webhook_events_produced_total", "rollcall_webhook_events_delivered_total",
-    "rollcall_webhook_deliveries_retried_total", "rollcall_webhook_events_dead_lettered_total",
-    "rollcall_webhook_delivery_latency_seconds", "rollcall_webhook_backlog",
     "rollcall_emits_deferred_total", "rollcall_fanout_interval_seconds",
     "rollcall_announcement_lag_seconds",
 }

@@ -61,6 +61,14 @@ pub struct Settings {
     pub max_connections_per_user: usize,
     pub api_keys: Vec<Secret>,
     pub public_presence: bool,
+    pub webhook_url: String,
+    pub webhook_secret: Secret,
+    pub webhook_events: Vec<String>,
+    pub webhook_batch_ms: u64,
+    pub webhook_max_attempts: u32,
+    pub webhook_vacated_delay_ms: u64,
+    pub webhook_timeout_ms: u64,
+    pub webhook_log_max: u64,
     pub room_events_per_sec: u32,
     pub max_members_listed: u32,
     pub room_groups: u16,
@@ -171,6 +179,24 @@ impl Settings {
         format!("{host}-{}", std::process::id())
     }
 
+    /// How webhook events are produced, when `webhook_url` is set.
+    pub fn event_policy(&self) -> Option<crate::presence::EventPolicy> {
+        if self.webhook_url.trim().is_empty() {
+            return None;
+        }
+        let wanted = |kind: &crate::presence::EventKind| self.webhook_events.iter().any(|e| e == kind.name());
+        let kinds = crate::presence::EventKind::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, kind)| wanted(kind))
+            .fold(0u8, |bits, (i, _)| bits | (1 << i));
+        Some(crate::presence::EventPolicy {
+            kinds,
+            vacated_delay_ms: self.webhook_vacated_delay_ms,
+            log_max: self.webhook_log_max,
+        })
+    }
+
     /// The log filter in effect: `RUST_LOG` when set, else `log_level`, and the key it came from.
     pub fn log_filter(&self) -> (&'static str, &str) {
         match &self.rust_log {
@@ -203,7 +229,8 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
             .list_separator(",")
             .with_list_parse_key("cors_origins")
             .with_list_parse_key("redis_sentinels")
-            .with_list_parse_key("api_keys"),
+            .with_list_parse_key("api_keys")
+            .with_list_parse_key("webhook_events"),
     );
     builder = builder
         .set_override_option("bind", overrides.bind.clone())?
@@ -220,6 +247,9 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
     }
     if let Some(secret) = verbatim("JWT_SECRET") {
         settings.jwt_secret = Secret(secret);
+    }
+    if let Some(secret) = verbatim("WEBHOOK_SECRET") {
+        settings.webhook_secret = Secret(secret);
     }
     if let Some(keys) = verbatim("API_KEYS") {
         settings.api_keys = keys.split(',').filter(|k| !k.is_empty()).map(|k| Secret(k.to_owned())).collect();

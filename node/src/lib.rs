@@ -30,3 +30,4 @@ pub mod startup;
 pub mod widget;
 
 pub mod telemetry;
+pub mod webhooks;

@@ -57,6 +57,20 @@ pub struct Metrics {
     pub auth_refused: Family<ReasonLabel, Counter>,
     pub tokens_expired: Counter,
     pub tokens_refreshed: Counter,
+    pub webhook_produced: Family<KindLabel, Counter>,
+    pub webhook_delivered_events: Counter,
+    pub webhook_retries: Counter,
+    pub webhook_dead_lettered: Counter,
+    pub webhook_latency: Histogram,
+    pub webhook_backlog: Gauge,
+    backlog_by_group: std::sync::Mutex<std::collections::HashMap<u16, u64>>,
+}
+
+/// Label of the webhook metrics: the event's type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `room.occupied`, `room.vacated`, `member.joined`, `member.left`.
+    pub r#type: &'static str,
 }
 
 impl Metrics {
@@ -95,6 +109,15 @@ impl Metrics {
             auth_refused: Family::default(),
             tokens_expired: Counter::default(),
             tokens_refreshed: Counter::default(),
+            webhook_produced: Family::default(),
+            webhook_delivered_events: Counter::default(),
+            webhook_retries: Counter::default(),
+            webhook_dead_lettered: Counter::default(),
+            webhook_latency: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            webhook_backlog: Gauge::default(),
+            backlog_by_group: std::sync::Mutex::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -184,6 +207,37 @@ impl Metrics {
             "Fresh tokens accepted from connected sockets",
             m.tokens_refreshed.clone(),
         );
+        r.register(
+            "webhook_events_produced",
+            "Webhook events produced by this node's steps",
+            m.webhook_produced.clone(),
+        );
+        r.register(
+            "webhook_events_delivered",
+            "Webhook events a receiver acknowledged (2xx)",
+            m.webhook_delivered_events.clone(),
+        );
+        r.register(
+            "webhook_deliveries_retried",
+            "Webhook POSTs retried after a failure",
+            m.webhook_retries.clone(),
+        );
+        r.register(
+            "webhook_events_dead_lettered",
+            "Webhook events given up after the last attempt",
+            m.webhook_dead_lettered.clone(),
+        );
+        r.register_with_unit(
+            "webhook_delivery_latency",
+            "From an event's production to the receiver's 2xx",
+            Unit::Seconds,
+            m.webhook_latency.clone(),
+        );
+        r.register(
+            "webhook_backlog",
+            "Webhook events waiting in the groups this node delivers",
+            m.webhook_backlog.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -194,6 +248,30 @@ impl Metrics {
         if !ok {
             self.redis_errors.get_or_create(&label).inc();
         }
+    }
+
+    /// Counts events a receiver took, and their latency from production.
+    pub fn webhook_delivered(&self, events: &[crate::presence::WebhookEvent]) {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        for event in events {
+            let lag_ms = now.saturating_sub(u128::from(event.at));
+            self.webhook_latency.observe(lag_ms as f64 / 1000.0);
+        }
+        self.webhook_delivered_events.inc_by(events.len() as u64);
+    }
+
+    /// The backlog of one group this node delivers; the gauge shows their sum.
+    pub fn set_webhook_backlog(&self, group: u16, backlog: u64) {
+        if let Ok(mut groups) = self.backlog_by_group.lock() {
+            groups.insert(group, backlog);
+            self.webhook_backlog.set(i64::try_from(groups.values().sum::<u64>()).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a produced webhook event.
+    pub fn webhook_produced(&self, kind: &'static str) {
+        self.webhook_produced.get_or_create(&KindLabel { r#type: kind }).inc();
     }
 
     /// Counts a refused token.

@@ -20,9 +20,10 @@ use crate::coordinator::{self, Coordinator, Limits, PacingPolicy, Timing};
 use crate::dashboard;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
-use crate::presence::{MemoryBackend, PresenceBackend, RedisBackend, RedisOptions, RoomPolicy};
+use crate::presence::{Backend, MemoryBackend, RedisBackend, RedisOptions, RoomPolicy};
 use crate::readmodel::ReadModel;
 use crate::sockets::{self, Glue, clients::SocketIoClients};
+use crate::webhooks::{self, Deliverer, Delivery};
 
 /// A node, bound to its port and ready to run.
 pub struct App {
@@ -34,6 +35,7 @@ pub struct App {
     draining: Arc<AtomicBool>,
     node_id: String,
     shutdown_grace: Duration,
+    deliverer: Option<Deliverer>,
 }
 
 impl App {
@@ -48,20 +50,31 @@ impl App {
     /// Like [`App::build`], on a given backend: several nodes of one process can share one.
     pub async fn build_with(
         settings: &Settings,
-        backend: Arc<dyn PresenceBackend>,
+        backend: Backend,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let node_id = settings.node_id_or_default();
         let (socket_io_svc, io) = socket_io(settings).build_svc();
         let clients = Arc::new(SocketIoClients(io.clone()));
-        let mode = backend.mode();
+        let mode = backend.presence.mode();
+        let hints = webhooks::Hints::new(settings.room_groups);
+        let deliverer = delivery(settings).map(|delivery| Deliverer {
+            log: backend.events.clone(),
+            node: node_id.as_str().into(),
+            groups: settings.room_groups,
+            delivery,
+            metrics: metrics.clone(),
+            hints: hints.clone(),
+        });
         let (coordinator, commands, state) = Coordinator::new(
             node_id.as_str().into(),
-            backend.clone(),
+            backend.presence.clone(),
             clients,
             metrics.clone(),
-            coordinator_config(settings),
+            coordinator_config(settings, deliverer.as_ref().map(|_| hints)),
         );
+        let dead_letters = http::DeadLetters { log: backend.events.clone(), groups: settings.room_groups };
+        let backend = backend.presence;
         let model = ReadModel::new(node_id.as_str().into(), mode, state);
         sockets::register(
             &io,
@@ -88,6 +101,7 @@ impl App {
             backend: backend_for_http,
             api_keys,
             public_presence: settings.public_presence,
+            dead_letters,
             bundle: ClientBundle::load(&settings.client_bundle_dir, &settings.client_version),
         };
         let router = http::routes(state.clone())
@@ -107,6 +121,7 @@ impl App {
             draining,
             node_id,
             shutdown_grace: Settings::ms(settings.shutdown_grace_ms),
+            deliverer,
         })
     }
 
@@ -124,7 +139,8 @@ impl App {
     /// readiness fails, the listener stops, this node's share leaves the count in one step,
     /// and local clients are disconnected so they reconnect to another node.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { listener, router, io, coordinator, model, draining, node_id, shutdown_grace } = self;
+        let Self { listener, router, io, coordinator, model, draining, node_id, shutdown_grace, deliverer } =
+            self;
         tracing::info!(node = %node_id, addr = %listener.local_addr()?, "serving");
         let stop_accepting = CancellationToken::new();
         let stop_counting = CancellationToken::new();
@@ -133,6 +149,9 @@ impl App {
         let server = tokio::spawn(server.into_future());
         let counting = tokio::spawn(coordinator.run(stop_counting.clone()));
         tokio::spawn(dashboard::feed(io.clone(), model, stop_counting.clone()));
+        if let Some(deliverer) = deliverer {
+            tokio::spawn(deliverer.run(stop_counting.clone()));
+        }
         shutdown.await;
         draining.store(true, Ordering::Relaxed);
         tracing::info!(node = %node_id, grace = ?shutdown_grace, "draining");
@@ -152,10 +171,10 @@ impl App {
 }
 
 /// The one place the backend is chosen.
-fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<dyn PresenceBackend>> {
+fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Backend> {
     Ok(match settings.redis_target()? {
-        None => Arc::new(MemoryBackend::new(room_policy(settings))),
-        Some(target) => Arc::new(RedisBackend::new(
+        None => Backend::new(MemoryBackend::new(room_policy(settings))),
+        Some(target) => Backend::new(RedisBackend::new(
             RedisOptions {
                 target,
                 prefix: settings.redis_prefix.clone(),
@@ -168,7 +187,18 @@ fn backend_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Ar
     })
 }
 
-fn coordinator_config(settings: &Settings) -> coordinator::Config {
+fn delivery(settings: &Settings) -> Option<Delivery> {
+    let url = settings.webhook_url.trim();
+    (!url.is_empty()).then(|| Delivery {
+        url: url.to_owned(),
+        secret: settings.webhook_secret.expose().as_bytes().to_vec(),
+        batch: Settings::ms(settings.webhook_batch_ms),
+        max_attempts: settings.webhook_max_attempts,
+        timeout: Settings::ms(settings.webhook_timeout_ms),
+    })
+}
+
+fn coordinator_config(settings: &Settings, hints: Option<Arc<webhooks::Hints>>) -> coordinator::Config {
     coordinator::Config {
         timing: Timing {
             flush_interval: Settings::ms(settings.flush_interval_ms),
@@ -184,11 +214,16 @@ fn coordinator_config(settings: &Settings) -> coordinator::Config {
             token_leeway_secs: settings.jwt_leeway_ms.div_ceil(1000),
         },
         groups: settings.room_groups,
+        hints,
     }
 }
 
 fn room_policy(settings: &Settings) -> RoomPolicy {
-    RoomPolicy { groups: settings.room_groups, max_members_listed: settings.max_members_listed }
+    RoomPolicy {
+        groups: settings.room_groups,
+        max_members_listed: settings.max_members_listed,
+        events: settings.event_policy(),
+    }
 }
 
 /// The smallest Engine.IO payload accepted: a CONNECT packet with an 8 KiB token and its rooms.

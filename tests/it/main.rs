@@ -17,3 +17,4 @@ mod swarm;
 mod telemetry;
 mod topology;
 mod users;
+mod webhooks;

@@ -62,6 +62,7 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| ConfigError::Invalid { key, problem: format!("{filter:?} is not a log filter: {e}") })?;
     validate_endpoint("otlp_endpoint", &s.otlp_endpoint)?;
+    validate_webhooks(s)?;
     Ok(())
 }
 
@@ -98,4 +99,36 @@ fn validate_endpoint(key: &'static str, value: &str) -> Result<(), ConfigError> 
         Some(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => Ok(()),
         _ => Err(invalid(key, format!("{value:?} is not an http:// or https:// URL"))),
     }
+}
+
+fn validate_webhooks(s: &Settings) -> Result<(), ConfigError> {
+    validate_endpoint("webhook_url", &s.webhook_url)?;
+    for event in &s.webhook_events {
+        if crate::presence::EventKind::from_name(event).is_none() {
+            return Err(invalid(
+                "webhook_events",
+                format!("{event:?} is not one of room.occupied, room.vacated, member.joined, member.left"),
+            ));
+        }
+    }
+    if s.webhook_url.trim().is_empty() {
+        return Ok(());
+    }
+    if s.webhook_secret.expose().len() < 16 {
+        return Err(invalid(
+            "webhook_secret",
+            "must be at least 16 bytes when webhook_url is set (receivers verify it)",
+        ));
+    }
+    for (key, value) in [
+        ("webhook_batch_ms", s.webhook_batch_ms),
+        ("webhook_max_attempts", u64::from(s.webhook_max_attempts)),
+        ("webhook_timeout_ms", s.webhook_timeout_ms),
+        ("webhook_log_max", s.webhook_log_max),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be greater than 0"));
+        }
+    }
+    Ok(())
 }

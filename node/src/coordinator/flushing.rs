@@ -33,10 +33,15 @@ impl Coordinator {
         let now = Instant::now();
         let heartbeat_due =
             self.last_write.is_none_or(|at| now.duration_since(at) >= self.config.timing.heartbeat_interval);
-        let work = self.local.has_changes() || !self.pending_reaps.is_empty() || !self.reaps_done.is_empty();
+        let vacancies_due = self.vacate_due.values().any(|due| *due <= now);
+        let work = self.local.has_changes()
+            || !self.pending_reaps.is_empty()
+            || !self.reaps_done.is_empty()
+            || vacancies_due;
         if self.in_flight.is_some() || now < self.retry_at || !(heartbeat_due || work) {
             return;
         }
+        let tick_groups = self.tick_groups(now, heartbeat_due);
         let (global, mut rooms) = self.local.take_changes();
         if self.incarnation == 0 && !rooms.is_empty() {
             // No room is written before the backend has named this node's incarnation.
@@ -74,7 +79,7 @@ impl Coordinator {
                 .iter()
                 .map(|g| (*g, self.group_versions.get(g).copied().unwrap_or(0)))
                 .collect(),
-            tick_groups: Vec::new(),
+            tick_groups,
             reaps: taken.reaps.clone(),
             reaps_done: taken.reaps_done.clone(),
         };
@@ -87,6 +92,27 @@ impl Coordinator {
             }
             .instrument(span),
         ));
+    }
+
+    /// With webhooks on: the groups this flush visits for due `room.vacated` events — those
+    /// known to be due, and every group every fifth heartbeat (vacancies another node scheduled
+    /// and then could not produce, because it died).
+    fn tick_groups(&mut self, now: Instant, heartbeat: bool) -> Vec<u16> {
+        if self.config.hints.is_none() {
+            return Vec::new();
+        }
+        if heartbeat {
+            self.heartbeats_since_sweep += 1;
+            if self.heartbeats_since_sweep >= 5 {
+                self.heartbeats_since_sweep = 0;
+                return (0..self.config.groups).collect();
+            }
+        }
+        let due: Vec<u16> = self.vacate_due.iter().filter(|(_, at)| **at <= now).map(|(g, _)| *g).collect();
+        for group in &due {
+            self.vacate_due.remove(group);
+        }
+        due
     }
 
     pub(super) fn on_flushed(&mut self, taken: Taken, result: Result<FlushReply, BackendError>) {
@@ -149,6 +175,16 @@ impl Coordinator {
             match written.get(&update.room) {
                 Some(counts) => self.room_written(*counts, update),
                 None => self.room_observed(update, false),
+            }
+        }
+        let now = Instant::now();
+        for (group, in_ms) in &reply.vacate_due {
+            self.vacate_due.insert(*group, now + std::time::Duration::from_millis(*in_ms));
+        }
+        for (group, kind) in &reply.produced {
+            self.metrics.webhook_produced(kind.name());
+            if let Some(hints) = &self.config.hints {
+                hints.hint(*group);
             }
         }
         let performed = taken.reaps;
@@ -235,6 +271,9 @@ impl Coordinator {
             }
             BackendEvent::Announced(Announcement::Rooms { group, version, rooms, reaped }) => {
                 self.metrics.room_announcements.inc();
+                if let Some(hints) = &self.config.hints {
+                    hints.hint(group);
+                }
                 let seen = self.group_versions.entry(group).or_default();
                 *seen = (*seen).max(version);
                 let reaped_me = reaped.iter().any(|id| **id == *self.node_id);

@@ -50,7 +50,7 @@ const TOP_ROOMS_INTERVAL: Duration = Duration::from_secs(1);
 const HELD_BACK_CAP: usize = 4096;
 
 /// Settings of one coordinator.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Flush, heartbeat and broadcast pacing.
     pub timing: Timing,
@@ -58,6 +58,8 @@ pub struct Config {
     pub limits: Limits,
     /// Room groups (as the backend's `RoomPolicy`).
     pub groups: u16,
+    /// With webhooks on: wakes a group's delivery when events may be waiting.
+    pub hints: Option<Arc<crate::webhooks::Hints>>,
 }
 
 /// The coordinator task's state. Built by [`Coordinator::new`], consumed by [`Coordinator::run`].
@@ -95,6 +97,10 @@ pub struct Coordinator {
     member_outbox: VecDeque<(RoomName, Member, bool)>,
     /// Token expiry of signed sockets.
     expiries: Expiries,
+    /// With webhooks on: when each group's next `room.vacated` is due (a flush visits it then).
+    vacate_due: HashMap<u16, Instant>,
+    /// Heartbeats since every group was last visited for due vacancies.
+    heartbeats_since_sweep: u32,
 }
 
 impl Coordinator {
@@ -135,6 +141,8 @@ impl Coordinator {
             backoff: Backoff::for_backend(),
             member_outbox: VecDeque::new(),
             expiries: Expiries::default(),
+            vacate_due: HashMap::new(),
+            heartbeats_since_sweep: 0,
         };
         (coordinator, tx, state_rx)
     }

@@ -31,13 +31,14 @@ const TIMING: Timing = Timing {
     heartbeat_interval: Duration::from_secs(1),
 };
 
-const POLICY: RoomPolicy = RoomPolicy { groups: 4, max_members_listed: 100 };
+const POLICY: RoomPolicy = RoomPolicy { groups: 4, max_members_listed: 100, events: None };
 
 fn config(timing: Timing) -> Config {
     Config {
         timing,
         limits: Limits { max_rooms_per_client: 3, global_counts_users: false, token_leeway_secs: 0 },
         groups: POLICY.groups,
+        hints: None,
     }
 }
 

@@ -3,8 +3,10 @@
 
 mod keys;
 mod rooms;
+mod webhooks;
 
 pub use self::keys::ApiKeys;
+pub use self::webhooks::DeadLetters;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +49,8 @@ pub struct HttpState {
     pub api_keys: ApiKeys,
     /// With keys set, whether `/api/presence` stays public.
     pub public_presence: bool,
+    /// The dead-lettered webhook events.
+    pub dead_letters: DeadLetters,
 }
 
 /// Every route but `/socket.io/` itself, which the caller mounts.
@@ -64,6 +68,10 @@ pub fn routes(state: HttpState) -> Router {
         .route("/api/rooms/{room}/members", get(rooms::members))
         .layer(guard.clone())
         .with_state(state.backend.clone());
+    let dead = Router::new()
+        .route("/api/webhooks/dead", get(webhooks::dead))
+        .layer(guard.clone())
+        .with_state(state.dead_letters.clone());
     let mut presence_route = Router::new().route("/api/presence", get(presence));
     if !state.public_presence {
         presence_route = presence_route.layer(guard);
@@ -81,6 +89,7 @@ pub fn routes(state: HttpState) -> Router {
         .with_state(state)
         .merge(bundle)
         .merge(rooms)
+        .merge(dead)
 }
 
 async fn index() -> Html<&'static str> {

@@ -11,6 +11,7 @@
 //! Rooms are spread over `room_groups` groups by a hash of their name ([`group_of`]); a group is
 //! the unit of ordering (one version counter) and of placement (one Redis Cluster slot).
 
+mod events;
 mod memory;
 mod redis;
 mod types;
@@ -18,11 +19,30 @@ mod types;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+pub use events::{DeadEvent, EventKind, EventLog, EventPolicy, WebhookEvent};
 pub use memory::MemoryBackend;
 pub use redis::{RedisBackend, RedisOptions};
 pub use types::*;
 
 use crate::count::RoomName;
+
+/// The backend the settings chose, seen as the count (for the coordinator and the API) and as
+/// the webhook event logs (for the deliverer): one object behind both.
+#[derive(Clone)]
+pub struct Backend {
+    /// The counts.
+    pub presence: std::sync::Arc<dyn PresenceBackend>,
+    /// The event logs.
+    pub events: std::sync::Arc<dyn EventLog>,
+}
+
+impl Backend {
+    /// Both views of `backend`.
+    pub fn new<B: PresenceBackend + EventLog>(backend: B) -> Self {
+        let backend = std::sync::Arc::new(backend);
+        Self { presence: backend.clone(), events: backend }
+    }
+}
 
 /// How a backend treats rooms, from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +51,8 @@ pub struct RoomPolicy {
     pub groups: u16,
     /// Member changes are listed for rooms with at most this many members.
     pub max_members_listed: u32,
+    /// Webhook events, when `webhook_url` is set.
+    pub events: Option<EventPolicy>,
 }
 
 /// The group of a room: FNV-1a of its name, modulo `groups`. Stable across nodes and versions.

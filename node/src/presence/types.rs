@@ -164,6 +164,10 @@ pub struct FlushReply {
     pub rooms: Vec<RoomUpdate>,
     /// The version of each room group the step touched.
     pub group_versions: Vec<(u16, u64)>,
+    /// Webhook events the step produced, per group.
+    pub produced: Vec<(u16, crate::presence::EventKind)>,
+    /// Groups with a `room.vacated` waiting, and in how many ms the first is due.
+    pub vacate_due: Vec<(u16, u64)>,
 }
 
 /// Published by a step, received by every subscribed node.

@@ -2,6 +2,7 @@
 //! Nodes sharing one `MemoryBackend` (tests) are never reaped: there is no heartbeat deadline
 //! in a single process.
 
+mod events;
 mod rooms;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +33,8 @@ struct State {
     incarnations: u64,
     groups: HashMap<u16, Group>,
     subscribers: Vec<mpsc::Sender<BackendEvent>>,
+    /// Events produced by the step in progress, for its reply.
+    produced: Vec<(u16, crate::presence::EventKind)>,
 }
 
 struct NodeEntry {
@@ -43,6 +46,7 @@ struct NodeEntry {
 struct Group {
     version: u64,
     rooms: BTreeMap<RoomName, Aggregate>,
+    events: events::GroupEvents,
 }
 
 impl MemoryBackend {
@@ -110,24 +114,34 @@ impl State {
         mut change: impl FnMut(&RoomName, &mut Aggregate, &mut Transitions),
     ) -> (Vec<RoomUpdate>, Vec<(u16, u64)>) {
         let mut by_group: BTreeMap<u16, Vec<(RoomName, Transitions, bool)>> = BTreeMap::new();
+        let mut produced: BTreeMap<u16, Vec<events::Pending>> = BTreeMap::new();
         for room in rooms {
-            let group = self.groups.entry(group_of(room, policy.groups)).or_default();
+            let id = group_of(room, policy.groups);
+            let group = self.groups.entry(id).or_default();
             let aggregate = group.rooms.entry(room.clone()).or_default();
             let before = aggregate.counts();
             let mut out = Transitions::default();
             change(room, aggregate, &mut out);
-            let changed = aggregate.counts() != before || !out.joined.is_empty() || !out.left.is_empty();
-            by_group.entry(group_of(room, policy.groups)).or_default().push((
-                room.clone(),
-                net(out),
-                changed,
-            ));
+            let out = net(out);
+            let after = aggregate.counts();
+            let changed = after != before || !out.joined.is_empty() || !out.left.is_empty();
+            if let Some(policy) = &policy.events {
+                let events =
+                    group.events.on_change(policy, room, before.connections, after.connections, &out);
+                produced.entry(id).or_default().extend(events);
+            }
+            by_group.entry(id).or_default().push((room.clone(), out, changed));
         }
         let (mut updates, mut versions) = (Vec::new(), Vec::new());
         for (id, rooms) in by_group {
             let group = self.groups.entry(id).or_default();
-            if rooms.iter().any(|(_, _, changed)| *changed) {
+            let events = produced.remove(&id).unwrap_or_default();
+            if rooms.iter().any(|(_, _, changed)| *changed) || !events.is_empty() {
                 group.version = group.version.max(floors.get(&id).copied().unwrap_or(0)) + 1;
+            }
+            if let Some(policy) = &policy.events {
+                self.produced.extend(events.iter().map(|(kind, _, _)| (id, *kind)));
+                group.events.append(id, group.version, policy, events);
             }
             let mut announced = Vec::new();
             for (room, out, changed) in rooms {
@@ -162,6 +176,23 @@ impl State {
         (updates, versions)
     }
 
+    fn group_mut(&mut self, group: u16) -> &mut Group {
+        self.groups.entry(group).or_default()
+    }
+
+    /// Produces the `room.vacated` events now due, one step (and version) per group.
+    fn tick_vacates(&mut self, policy: RoomPolicy) {
+        let Some(events) = policy.events else { return };
+        for (id, group) in &mut self.groups {
+            let due = group.events.due_vacates(&events, &group.rooms);
+            if !due.is_empty() {
+                self.produced.extend(due.iter().map(|(kind, _, _)| (*id, *kind)));
+                group.version += 1;
+                group.events.append(*id, group.version, &events, due);
+            }
+        }
+    }
+
     fn rooms_of(&self, node: &str) -> Vec<RoomName> {
         let holds = |aggregate: &Aggregate| aggregate.share_of(node) > 0;
         self.groups
@@ -175,6 +206,8 @@ impl State {
 impl PresenceBackend for MemoryBackend {
     async fn flush(&self, flush: &Flush) -> Result<FlushReply, BackendError> {
         let mut state = self.lock();
+        state.produced.clear();
+        state.tick_vacates(self.policy);
         let node: &str = &flush.node;
         let (incarnation, restored) = state.register(node, flush.incarnation);
         let global = state.set_global(node, &flush.global, flush.global_floor, restored);
@@ -205,6 +238,8 @@ impl PresenceBackend for MemoryBackend {
             pending_reaps: Vec::new(),
             rooms,
             group_versions,
+            produced: std::mem::take(&mut state.produced),
+            vacate_due: state.groups.iter().filter_map(|(id, g)| Some((*id, g.events.next_due()?))).collect(),
         })
     }
 

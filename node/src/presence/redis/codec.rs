@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::scripts::Names;
 use crate::count::RoomName;
 use crate::presence::{
-    Counts, Flush, FlushReply, Member, NodeInfo, Reap, RoomUpdate, Share, Snapshot, group_of,
+    Counts, EventKind, EventPolicy, Flush, FlushReply, Member, NodeInfo, Reap, RoomPolicy, RoomUpdate, Share,
+    Snapshot, group_of,
 };
 
 /// A user cell as the scripts take it: `[user, sockets, info | null]`.
@@ -22,8 +23,14 @@ pub struct Payload<'a> {
     inc: u64,
     ttl: u64,
     cap: u32,
+    ev: Option<serde_json::Value>,
     global: Option<GlobalPart<'a>>,
     groups: Vec<GroupPart<'a>>,
+}
+
+/// The events part of a payload (`prelude.lua`'s `new_events`).
+pub fn events_json(policy: EventPolicy) -> serde_json::Value {
+    serde_json::json!({ "types": policy.names(), "delay": policy.vacated_delay_ms, "max": policy.log_max })
 }
 
 #[derive(Serialize)]
@@ -52,7 +59,8 @@ fn cells(share: &Share) -> Vec<CellJson<'_>> {
 
 impl<'a> Payload<'a> {
     /// The whole flush as one payload, its parts grouped by slot (global, then each group).
-    pub fn new(flush: &'a Flush, names: &Names, groups: u16, ttl_ms: u64, cap: u32) -> Self {
+    pub fn new(flush: &'a Flush, names: &Names, policy: &RoomPolicy, ttl_ms: u64) -> Self {
+        let groups = policy.groups;
         let floors: BTreeMap<u16, u64> = flush.group_floors.iter().copied().collect();
         let mut parts: BTreeMap<u16, GroupPart<'a>> = BTreeMap::new();
         for room in &flush.rooms {
@@ -87,7 +95,8 @@ impl<'a> Payload<'a> {
             node: &flush.node,
             inc: flush.incarnation,
             ttl: ttl_ms,
-            cap,
+            cap: policy.max_members_listed,
+            ev: policy.events.map(events_json),
             global: Some(global),
             groups: parts.into_values().collect(),
         }
@@ -149,6 +158,12 @@ struct GroupReply {
     v: u64,
     #[serde(deserialize_with = "list")]
     rooms: Vec<RoomEntry>,
+    /// Ms until the first waiting `room.vacated` is due (when one waits).
+    #[serde(default)]
+    due: Option<i64>,
+    /// The events produced: `[kind, room, user | false, info | false]`.
+    #[serde(deserialize_with = "list", default)]
+    events: Vec<(String, serde_json::Value, serde_json::Value, serde_json::Value)>,
 }
 
 /// `[room, c, u, joined, left, truncated]`, joined and left as `[[user, info | false]...]`.
@@ -203,6 +218,11 @@ pub fn flush_reply(text: &str) -> Result<FlushReply, String> {
     }
     for group in reply.groups {
         out.group_versions.push((group.g, group.v));
+        if let Some(due) = group.due {
+            out.vacate_due.push((group.g, u64::try_from(due).unwrap_or(0)));
+        }
+        out.produced
+            .extend(group.events.iter().filter_map(|e| EventKind::from_name(&e.0)).map(|k| (group.g, k)));
         for room in group.rooms {
             out.rooms.push(room.update(group.v)?);
         }

@@ -2,6 +2,7 @@
 
 mod codec;
 mod connect;
+mod events;
 mod scripts;
 mod subscriber;
 
@@ -46,6 +47,7 @@ pub struct RedisBackend {
     names: Names,
     options: RedisOptions,
     metrics: Arc<Metrics>,
+    known_groups: events::KnownGroups,
 }
 
 impl RedisBackend {
@@ -60,6 +62,7 @@ impl RedisBackend {
             names: Names::new(&options.prefix),
             options,
             metrics,
+            known_groups: events::KnownGroups::default(),
         })
     }
 
@@ -109,7 +112,7 @@ impl RedisBackend {
 impl PresenceBackend for RedisBackend {
     async fn flush(&self, flush: &Flush) -> Result<FlushReply, BackendError> {
         let rooms = self.options.rooms;
-        let payload = Payload::new(flush, &self.names, rooms.groups, self.ttl_ms(), rooms.max_members_listed);
+        let payload = Payload::new(flush, &self.names, &rooms, self.ttl_ms());
         let keys = payload.route_keys(&self.names);
         let json = serde_json::to_string(&payload).map_err(|e| BackendError::Reply(e.to_string()))?;
         let reply: String = self.eval("flush", &self.scripts.flush, &keys, &[json]).await?;
@@ -121,6 +124,7 @@ impl PresenceBackend for RedisBackend {
             "node": node,
             "inc": incarnation,
             "cap": self.options.rooms.max_members_listed,
+            "ev": self.options.rooms.events.map(codec::events_json),
             "global": { "tag": self.names.global_tag() },
             "groups": groups.iter().map(|&g| serde_json::json!({ "tag": self.names.group_tag(g), "g": g })).collect::<Vec<_>>(),
         });

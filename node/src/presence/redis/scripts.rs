@@ -16,6 +16,8 @@ pub struct Scripts {
     pub list_rooms: redis::Script,
     /// `lua/members.lua`: one page of a room's members.
     pub members: redis::Script,
+    /// `lua/lease.lua`: a group's webhook delivery lease.
+    pub lease: redis::Script,
 }
 
 impl Scripts {
@@ -27,6 +29,8 @@ impl Scripts {
             deregister: with_prelude(include_str!("lua/deregister.lua")),
             list_rooms: with_prelude(include_str!("lua/list_rooms.lua")),
             members: with_prelude(include_str!("lua/members.lua")),
+            // Standalone: it needs no clock and no aggregate arithmetic.
+            lease: redis::Script::new(include_str!("lua/lease.lua")),
         }
     }
 }
@@ -71,6 +75,21 @@ impl Names {
     /// One key of a group's slot, to route a call there.
     pub fn group_route(&self, group: u16) -> String {
         format!("{}:v", self.group_tag(group))
+    }
+
+    /// A group's webhook event stream.
+    pub fn events(&self, group: u16) -> String {
+        format!("{}:events", self.group_tag(group))
+    }
+
+    /// A group's dead-lettered events.
+    pub fn dead(&self, group: u16) -> String {
+        format!("{}:dead", self.group_tag(group))
+    }
+
+    /// A group's webhook delivery lease.
+    pub fn lease(&self, group: u16) -> String {
+        format!("{}:lease", self.group_tag(group))
     }
 
     /// A room's aggregate hash (`c`, `u`, `n:<node>`).

@@ -1,17 +1,20 @@
 -- ARGV[1]: {node, inc, global = {tag}, groups = [{tag, g}]}. Removes the node, its global share
 -- and every room share it holds in the listed groups, announcing each drop (graceful shutdown).
 local p = cjson.decode(ARGV[1])
-local node = p.node
+local node, cap = p.node, tonumber(p.cap)
 for _, gp in ipairs(p.groups) do
   local T = gp.tag
   local changed = {}
+  local events = new_events(p.ev)
   local set = T .. ':n:' .. node
   for _, room in ipairs(redis.call('SMEMBERS', set)) do
     local t = new_trace(room_keys(T, room))
     remove_node(t, node)
-    local _, joined, left, truncated = finish(t, tonumber(p.cap))
+    local _, joined, left, members = finish(t)
+    room_events(events, T, room, t, joined, left)
     if t.c > 0 then redis.call('ZADD', T .. ':rooms', 0, room) else redis.call('ZREM', T .. ':rooms', room) end
-    changed[#changed + 1] = {room, t.c, t.u, joined, left, truncated}
+    local listed = members <= cap
+    changed[#changed + 1] = {room, t.c, t.u, listed and joined or {}, listed and left or {}, not listed}
   end
   redis.call('DEL', set)
   redis.call('HDEL', T .. ':inc', node)
@@ -19,13 +22,14 @@ for _, gp in ipairs(p.groups) do
     local version = tonumber(redis.call('GET', T .. ':v') or '0') + 1
     redis.call('SET', T .. ':v', version)
     redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":[]}', gp.g, version, cjson.encode(changed)))
+    append_events(events, T, version)
   end
 end
 if p.global then
   local G = p.global.tag
   local t = new_trace(global_keys(G))
   remove_node(t, node)
-  finish(t, nil)
+  finish(t)
   redis.call('ZREM', G .. ':nodes', node)
   redis.call('HDEL', G .. ':inc', node)
   redis.call('HDEL', G .. ':groups', node)

@@ -56,7 +56,7 @@ local function global_step(gp)
   redis.call('HSET', held, node, json_list(gp.groups))
   for _, done in ipairs(gp.done) do redis.call('HDEL', reaping, done[1] .. '#' .. done[2]) end
   set_share(t, node, tonumber(gp.c), tonumber(gp.a), gp.u)
-  local changed = finish(t, nil)
+  local changed = finish(t)
   local version = tonumber(redis.call('GET', G .. ':v') or '0')
   if changed or forced or #reaped > 0 then
     version = math.max(version, tonumber(gp.floor)) + 1
@@ -112,22 +112,31 @@ local function group_step(gp)
     set_share(trace(r[1]), node, c, tonumber(r[3]), r[4])
     if c > 0 then redis.call('SADD', mine, r[1]) else redis.call('SREM', mine, r[1]) end
   end
+  local events = new_events(p.ev)
   local results, announced = {}, {}
   for _, room in ipairs(order) do
     local t = traces[room]
-    local changed, joined, left, truncated = finish(t, cap)
+    local changed, joined, left, members = finish(t)
+    room_events(events, T, room, t, joined, left)
     if t.c > 0 then redis.call('ZADD', index, 0, room) else redis.call('ZREM', index, room) end
-    local entry = {room, t.c, t.u, joined, left, truncated}
+    local listed = members <= cap
+    local entry = {room, t.c, t.u, listed and joined or {}, listed and left or {}, not listed}
     results[#results + 1] = entry
     if changed then announced[#announced + 1] = entry end
   end
+  local next_due = due_vacates(events, T)
   local version = tonumber(redis.call('GET', version_key) or '0')
-  if #announced > 0 or #reaped > 0 then
+  local produced = events and #events.list or 0
+  if #announced > 0 or #reaped > 0 or produced > 0 then
     version = math.max(version, tonumber(gp.floor)) + 1
     redis.call('SET', version_key, version)
+  end
+  if #announced > 0 or #reaped > 0 then
     redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":%s}', gp.g, version, json_list(announced), json_list(reaped)))
   end
-  return string.format('{"g":%d,"v":%d,"rooms":%s}', gp.g, version, json_list(results))
+  append_events(events, T, version)
+  return string.format('{"g":%d,"v":%d,"rooms":%s,"due":%s,"events":%s}', gp.g, version, json_list(results),
+    next_due and string.format('%d', math.max(0, next_due - now)) or 'null', events and json_list(events.list) or '[]')
 end
 
 local parts = {}

@@ -94,9 +94,9 @@ local function remove_node(t, node)
   return true
 end
 
--- Stores the counts (or deletes the aggregate when empty). Returns changed, joined, left; the
--- member changes are net over the step and listed only while the room has at most `cap` members.
-local function finish(t, cap)
+-- Stores the counts (or deletes the aggregate when empty). Returns changed, joined, left (net over
+-- the step, each `{user, info}`) and the number of members left.
+local function finish(t)
   local joined, left = {}, {}
   for _, user in ipairs(t.order) do
     local before = t.users[user].before
@@ -118,9 +118,55 @@ local function finish(t, cap)
     t.u = 0
   end
   local changed = t.c ~= t.c0 or t.u ~= t.u0 or #joined > 0 or #left > 0
-  local truncated = false
-  if cap and tonumber(redis.call('HLEN', t.keys.members)) > cap then
-    joined, left, truncated = {}, {}, true
+  return changed, joined, left, tonumber(redis.call('HLEN', t.keys.members))
+end
+
+-- Webhook events (`ev`, from the payload: on, types, delay, max; nil when webhooks are off) are
+-- produced in the step that causes them and appended to the group's stream with its version.
+-- `room.vacated` waits `delay` ms in `T:vacating`: a room occupied again meanwhile produces
+-- neither vacated nor occupied (a page reload).
+local function new_events(ev)
+  if not ev or ev == cjson.null then return nil end
+  local types = {}
+  for _, kind in ipairs(ev.types) do types[kind] = true end
+  return { types = types, delay = tonumber(ev.delay), max = tonumber(ev.max), list = {} }
+end
+
+local function add_event(events, kind, room, member)
+  if events and events.types[kind] then
+    events.list[#events.list + 1] = { kind, room, member and member[1] or false, member and member[2] or false }
   end
-  return changed, joined, left, truncated
+end
+
+-- The events of one room's change in this step.
+local function room_events(events, T, room, t, joined, left)
+  if not events then return end
+  if t.c0 == 0 and t.c > 0 and redis.call('ZREM', T .. ':vacating', room) == 0 then
+    add_event(events, 'room.occupied', room)
+  end
+  for _, m in ipairs(joined) do add_event(events, 'member.joined', room, m) end
+  for _, m in ipairs(left) do add_event(events, 'member.left', room, m) end
+  if t.c0 > 0 and t.c == 0 then redis.call('ZADD', T .. ':vacating', now + events.delay, room) end
+end
+
+-- `room.vacated` for rooms empty since their delay; returns the earliest still waiting (or false).
+local function due_vacates(events, T)
+  if not events then return false end
+  for _, room in ipairs(redis.call('ZRANGEBYSCORE', T .. ':vacating', '-inf', now, 'LIMIT', 0, 200)) do
+    redis.call('ZREM', T .. ':vacating', room)
+    if redis.call('EXISTS', T .. ':r:' .. room) == 0 then add_event(events, 'room.vacated', room) end
+  end
+  local next = redis.call('ZRANGE', T .. ':vacating', 0, 0, 'WITHSCORES')
+  return next[2] and tonumber(next[2]) or false
+end
+
+-- Appends the step's events to the group's stream, each with the step's version.
+local function append_events(events, T, version)
+  if not events then return end
+  for _, e in ipairs(events.list) do
+    local body = { type = e[1], room = e[2], at = now, version = version }
+    if e[3] then body.user = e[3] end
+    if e[4] then body.info = cjson.decode(e[4]) end
+    redis.call('XADD', T .. ':events', 'MAXLEN', '~', events.max, '*', 'e', cjson.encode(body))
+  end
 end
