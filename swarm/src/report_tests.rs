@@ -111,6 +111,7 @@ fn the_rooms_part_has_stable_fields() {
         "count_mismatch_examples",
         "truth_disagreements",
         "convergence_ms",
+        "slowest_rooms",
         "room_messages_per_client",
         "moves",
         "truths",

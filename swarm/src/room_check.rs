@@ -119,6 +119,8 @@ pub struct RoomSettle {
     /// Convergence times of the converged rooms, microseconds.
     #[serde(skip)]
     pub convergence: Histogram,
+    /// The converged rooms that took longest, slowest first.
+    pub slowest_rooms: Vec<SlowRoom>,
     /// The true count of every room the swarm touched, by name, as last read.
     pub truths: BTreeMap<String, i64>,
 }
@@ -138,6 +140,20 @@ pub struct CountMismatch {
 const BASELINE_GAP: std::time::Duration = std::time::Duration::from_millis(200);
 /// Listings compared at most.
 const BASELINE_LOOKS: usize = 10;
+
+/// A converged room and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowRoom {
+    /// The room.
+    pub room: String,
+    /// Its clients.
+    pub clients: u64,
+    /// From its last change to the moment its last client showed the truth, milliseconds.
+    pub convergence_ms: f64,
+}
+
+/// Slowest rooms kept by name in the report.
+const SLOWEST_KEPT: usize = 10;
 
 /// Mismatches kept by name in the report.
 const MISMATCHES_KEPT: usize = 20;
@@ -199,6 +215,17 @@ impl RoomCheck {
         for &(_, took) in &verdict.converged {
             convergence.record(took);
         }
+        let mut slowest = verdict.converged.clone();
+        slowest.sort_by_key(|&(room, took)| (std::cmp::Reverse(took), room));
+        let slowest_rooms = slowest
+            .iter()
+            .take(SLOWEST_KEPT)
+            .map(|&(room, took)| SlowRoom {
+                room: self.plan.name(room),
+                clients: look.summaries.get(&room).map_or(0, |summary| summary.clients),
+                convergence_ms: took as f64 / 1000.0,
+            })
+            .collect();
         let (mut stale_clients, mut stale_clients_without_value) = (0, 0);
         if !verdict.stale.is_empty() {
             let truths = verdict.stale.iter().map(|&room| (room, look.truths.get(&room).copied().flatten()));
@@ -233,6 +260,7 @@ impl RoomCheck {
                 .collect(),
             truth_disagreements: verdict.disagreed,
             convergence,
+            slowest_rooms,
             truths,
         })
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::histogram::Percentiles;
 use super::messages::WorkerReport;
 use super::report::PerClient;
-use super::room_check::{CountMismatch, RoomSettle};
+use super::room_check::{CountMismatch, RoomSettle, SlowRoom};
 use super::rooms::RoomPlan;
 
 /// Room moves over the run.
@@ -59,6 +59,8 @@ pub struct RoomsReport {
     pub truth_disagreements: u64,
     /// Per room, from its last change to the moment all its clients showed the truth.
     pub convergence_ms: Percentiles,
+    /// The converged rooms that took longest (up to 10), slowest first.
+    pub slowest_rooms: Vec<SlowRoom>,
     /// `room users` messages per client.
     pub room_messages_per_client: PerClient,
     /// Room moves (`--scenario move`).
@@ -88,6 +90,7 @@ impl RoomsReport {
             count_mismatch_examples: settle.count_mismatch_examples,
             truth_disagreements: settle.truth_disagreements,
             convergence_ms: settle.convergence.percentiles_ms(),
+            slowest_rooms: settle.slowest_rooms,
             room_messages_per_client: PerClient {
                 mean: merged.room_messages_total as f64 / merged.ok.max(1) as f64,
                 max: merged.room_messages_max,
