@@ -26,6 +26,7 @@ mod protocol;
 mod render;
 mod report;
 mod room_api;
+mod room_args;
 mod room_check;
 mod room_report;
 mod room_wire;
@@ -109,7 +110,8 @@ pub struct SwarmArgs {
     #[arg(long, default_value_t = 100.0)]
     pub churn_rate: f64,
     /// Rooms to spread the clients over (0: none). Each client joins one at connect (query
-    /// `room=<prefix><k>`) and records the last `room users` of its room.
+    /// `room=<prefix><k>`) and records the last `room users` of its room. Hunt: the rooms its
+    /// room sequences share [hunt default: 6].
     #[arg(long, default_value_t = 0)]
     pub rooms: u32,
     /// How clients are spread over the rooms: zipf (room k gets a share ∝ 1/(k+1)^s, so

@@ -16,7 +16,8 @@ use super::pool::{Outcome, Pool};
 const MAX_CONNECTING: u64 = 1_000;
 /// How often the worker paces connects.
 const TICK: Duration = Duration::from_millis(5);
-/// Most room moves one worker starts in one pacing step (a late tick does not start a flood).
+/// Most room moves one worker asks for in one pacing step (after a late tick it catches up
+/// over the following ticks instead of all at once).
 const MAX_MOVES_PER_TICK: u64 = 200;
 /// How often the worker reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -158,18 +159,8 @@ impl Worker {
 
     /// Starts the connects, reconnects and room moves that are due, and reports a finished phase.
     fn pace(&mut self) {
-        if let Some(Job::Move { rate, done, started, until }) = &mut self.job {
-            let now = Instant::now().min(*until);
-            let due = due_at(*started, now, *rate).saturating_sub(*done);
-            for _ in 0..due.min(MAX_MOVES_PER_TICK) {
-                if self.phase.first_start_us == 0 {
-                    self.phase.first_start_us = now_us();
-                }
-                // A worker with no client to move skips the move rather than owing it.
-                self.pool.move_random();
-                *done += 1;
-            }
-            return self.finish_if_done();
+        if matches!(self.job, Some(Job::Move { .. })) {
+            return self.pace_moves();
         }
         let room = MAX_CONNECTING.saturating_sub(self.pool.connecting);
         let due_spawns = match &mut self.job {
@@ -197,6 +188,22 @@ impl Worker {
                 self.phase.first_start_us = now_us();
             }
             self.pool.spawn();
+        }
+        self.finish_if_done();
+    }
+
+    /// Asks for the room moves that are due.
+    fn pace_moves(&mut self) {
+        let Some(Job::Move { rate, done, started, until }) = &mut self.job else { return };
+        let now = Instant::now().min(*until);
+        let due = due_at(*started, now, *rate).saturating_sub(*done);
+        for _ in 0..due.min(MAX_MOVES_PER_TICK) {
+            if self.phase.first_start_us == 0 {
+                self.phase.first_start_us = now_us();
+            }
+            // A worker with no client free to move skips the move rather than owing it.
+            self.pool.move_random();
+            *done += 1;
         }
         self.finish_if_done();
     }

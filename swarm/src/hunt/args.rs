@@ -62,6 +62,7 @@ pub fn filter(args: &SwarmArgs) -> anyhow::Result<Filter> {
     if hunt.round_size == 0 || hunt.concurrency == 0 {
         bail!("--round-size and --concurrency must be at least 1");
     }
+    crate::room_args::validate_room_names(args)?;
     if hunt.concurrency > MOST_SOCKETS || hunt.held > MOST_SOCKETS {
         bail!(
             "--concurrency and --held must stay at most {MOST_SOCKETS} (one process may open 20,000 files)"
