@@ -1,8 +1,10 @@
 //! `rollcall swarm`: a load tester that opens many Socket.IO clients against one or more
-//! nodes (or a load balancer), runs a scenario (`burst`, `hold`, `churn`) and reports connect
-//! latency and rate, errors, `refresh users` traffic and convergence. The `hunt` scenario
-//! is a drift hunter instead: rounds of racy connection sequences, each followed by
-//! a check that every node still shows the exact count.
+//! nodes (or a load balancer), runs a scenario (`burst`, `hold`, `churn`, `move`) and reports
+//! connect latency and rate, errors, `refresh users` traffic and convergence. With `--rooms`
+//! every client joins a room at connect (uniform or Zipf), `move` moves clients between rooms
+//! by `leave` / `join` events, and convergence is judged per room too. The `hunt` scenario
+//! is a drift hunter instead: rounds of racy connection and room sequences, each followed by
+//! a check that every node still shows the exact counts.
 //!
 //! The parent process spreads its clients over worker processes (this same binary,
 //! re-executed with a hidden flag; JSON lines over the worker's stdin and stdout) so that no
@@ -14,6 +16,7 @@ mod fleet;
 mod histogram;
 mod hunt;
 mod messages;
+mod mover;
 mod net;
 mod pool;
 #[cfg(test)]
@@ -22,6 +25,12 @@ mod progress;
 mod protocol;
 mod render;
 mod report;
+mod room_api;
+mod room_args;
+mod room_check;
+mod room_report;
+mod room_wire;
+mod rooms;
 mod scenario;
 mod truth;
 mod worker;
@@ -32,13 +41,16 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 pub use hunt::HuntArgs;
+pub use rooms::Distribution;
 
 /// Exit codes, shown at the end of `rollcall swarm --help`.
 const EXIT_CODES: &str = "\
 Exit codes:
-  0    every client connected, none was dropped, and all saw the true total (stale = 0)
-  1    stale > 0, connect errors > 0, a client was dropped, or the run failed;
-       hunt: a drift was found (or no sequence succeeded)
+  0    every client connected, none was dropped, and all saw the true total (stale = 0);
+       with --rooms also every room converged, every move was acknowledged, and every
+       room's count was what was there before plus the swarm's clients
+  1    stale > 0, stale rooms > 0, connect or move errors > 0, a client was dropped, a room
+       count mismatch, or the run failed; hunt: a drift was found (or no sequence succeeded)
   124  --max-duration passed first (partial report)
   130  interrupted by Ctrl-C (partial report)";
 
@@ -52,6 +64,10 @@ pub enum Scenario {
     /// Connect all clients, settle, then for --duration close and reopen --churn-rate clients
     /// per second; convergence is measured after the last reconnect.
     Churn,
+    /// Connect all clients (each in a room: needs --rooms 2 or more), settle, then for
+    /// --duration move --move-rate clients per second to another room (leave, then join, by
+    /// event, acks checked); convergence is measured per room after the last move.
+    Move,
     /// Hunt for drifts: rounds of racy connection sequences (seeded, replayable), after each
     /// of which every node must settle on the exact count; see the Hunt options.
     Hunt,
@@ -64,6 +80,7 @@ impl Scenario {
             Scenario::Burst => "burst",
             Scenario::Hold => "hold",
             Scenario::Churn => "churn",
+            Scenario::Move => "move",
             Scenario::Hunt => "hunt",
         }
     }
@@ -92,6 +109,28 @@ pub struct SwarmArgs {
     /// Clients closed and reopened per second during churn.
     #[arg(long, default_value_t = 100.0)]
     pub churn_rate: f64,
+    /// Rooms to spread the clients over (0: none). Each client joins one at connect (query
+    /// `room=<prefix><k>`) and records the last `room users` of its room. Hunt: the rooms its
+    /// room sequences share [hunt default: 6].
+    #[arg(long, default_value_t = 0)]
+    pub rooms: u32,
+    /// How clients are spread over the rooms: zipf (room k gets a share ∝ 1/(k+1)^s, so
+    /// `<prefix>0` is the largest) or uniform.
+    #[arg(long, value_enum, default_value_t = Distribution::Zipf)]
+    pub room_distribution: Distribution,
+    /// The Zipf exponent s (0: uniform; 1: the largest of 2,000 rooms holds 12 % of the clients).
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_s: f64,
+    /// Room names are <prefix><k> [default: room-; hunt: hunt-<hex>-, new for every hunt].
+    #[arg(long, value_name = "PREFIX")]
+    pub room_prefix: Option<String>,
+    /// Clients moved to another room per second during --scenario move.
+    #[arg(long, default_value_t = 100.0)]
+    pub move_rate: f64,
+    /// Seed of the random choices (rooms drawn and moved to; the hunt's interleavings)
+    /// [default: from the clock]; in the report, and replays a run.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Worker processes [default: one per 15,000 clients, within the open-files limit].
     #[arg(long)]
     pub workers: Option<usize>,
@@ -137,6 +176,11 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
     let report = scenario::run(&args).await?;
     render::print(&report, args.json)?;
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// A seed from the clock and the process id, for runs without `--seed`.
+fn clock_seed() -> u64 {
+    messages::now_us() ^ (u64::from(std::process::id()) << 40)
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::histogram::Histogram;
+use super::rooms::RoomPlan;
 
 /// Microseconds since the Unix epoch: the one clock parent and workers share.
 pub fn now_us() -> u64 {
@@ -40,6 +41,8 @@ pub struct WorkerConfig {
     pub connect_timeout_ms: u64,
     /// The worker exits by itself after this long, whatever happens.
     pub max_duration_ms: u64,
+    /// The rooms its clients join, if any.
+    pub rooms: Option<RoomPlan>,
 }
 
 /// A parent-to-worker line.
@@ -69,10 +72,25 @@ pub enum Command {
         /// How long to churn.
         duration_ms: u64,
     },
+    /// Move `rate` clients per second to another room (leave, then join) for `duration_ms`;
+    /// answered by `PhaseDone` once every move got its acks (`ok`/`failed` count moves).
+    Move {
+        /// Moves per second.
+        rate: f64,
+        /// How long to move clients.
+        duration_ms: u64,
+    },
     /// How many connected clients last saw `truth`; answered by `Status`.
     Status {
         /// The true total (`None`: the nodes disagree, nobody matches).
         truth: Option<i64>,
+    },
+    /// What the clients of each room saw; answered by `RoomStatus`.
+    RoomStatus,
+    /// How many clients of these rooms do not show their truth; answered by `RoomStale`.
+    RoomStale {
+        /// `(room, true connections)`.
+        truths: Vec<(u32, i64)>,
     },
     /// Send the final counters; answered by `Report`.
     Report,
@@ -106,6 +124,27 @@ pub struct Status {
     pub latest_change_us: u64,
 }
 
+/// What one worker's clients of one room saw (rooms with clients, or whose count the worker
+/// changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    /// Room index.
+    pub room: u32,
+    /// Connected clients in it.
+    pub clients: u64,
+    /// Of those, clients that got no `room users` for it yet.
+    pub without_value: u64,
+    /// Smallest and largest `room users` connections they show (meaningless when
+    /// `without_value == clients`).
+    pub min: i64,
+    /// See `min`.
+    pub max: i64,
+    /// Latest time one of them changed its value (µs since the epoch; 0: none).
+    pub latest_change_us: u64,
+    /// When this worker last changed the room's count (µs since the epoch; 0: never).
+    pub last_change_us: u64,
+}
+
 /// A worker's counters over the whole run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerReport {
@@ -131,6 +170,18 @@ pub struct WorkerReport {
     pub messages_total: u64,
     /// Most `refresh users` messages one client received.
     pub messages_max: u64,
+    /// `room users` messages received, over all clients.
+    pub room_messages_total: u64,
+    /// Most `room users` messages one client received.
+    pub room_messages_max: u64,
+    /// Room moves started.
+    pub moves_attempted: u64,
+    /// Room moves that got both acks.
+    pub moves_ok: u64,
+    /// Room moves refused or cut short (kinds in `errors`, `move_*`).
+    pub moves_failed: u64,
+    /// Room move latency (first packet to last ack), microseconds.
+    pub move_latency: Histogram,
 }
 
 /// A worker-to-parent line.
@@ -152,6 +203,18 @@ pub enum Event {
     Status(Status),
     /// Answer to `Report`.
     Report(WorkerReport),
+    /// Answer to `RoomStatus`.
+    RoomStatus {
+        /// One per room, in room order.
+        rooms: Vec<RoomSummary>,
+    },
+    /// Answer to `RoomStale`.
+    RoomStale {
+        /// Clients of those rooms whose last value is not the truth.
+        stale: u64,
+        /// Of those, clients that never got a value.
+        without_value: u64,
+    },
 }
 
 #[cfg(test)]
@@ -183,5 +246,19 @@ mod tests {
         let churn: Command =
             serde_json::from_str(r#"{"cmd":"churn","rate":2.5,"duration_ms":10}"#).expect("parses");
         assert!(matches!(churn, Command::Churn { duration_ms: 10, .. }));
+        let stale = serde_json::to_string(&Command::RoomStale { truths: vec![(3, 40)] }).expect("serializes");
+        assert_eq!(stale, r#"{"cmd":"room_stale","truths":[[3,40]]}"#);
+        let summary = RoomSummary {
+            room: 3,
+            clients: 2,
+            without_value: 0,
+            min: 40,
+            max: 41,
+            latest_change_us: 9,
+            last_change_us: 8,
+        };
+        let line = serde_json::to_string(&Event::RoomStatus { rooms: vec![summary] }).expect("serializes");
+        let Ok(Event::RoomStatus { rooms }) = serde_json::from_str(&line) else { panic!("{line}") };
+        assert_eq!(rooms, vec![summary]);
     }
 }

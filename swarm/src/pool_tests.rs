@@ -1,5 +1,6 @@
 //! In-process tests of the client and the pool against a real standalone rollcall node, with
-//! a short Engine.IO ping interval so a client that did not answer pings would be dropped.
+//! a short Engine.IO ping interval so a client that did not answer pings would be dropped;
+//! rooms joined at connect and moves between them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,8 +11,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::ClientEvent;
-use super::messages::{Target, WorkerConfig};
+use super::messages::{RoomSummary, Target, WorkerConfig};
 use super::pool::{Outcome, Pool};
+use super::rooms::{Distribution, RoomPlan};
 use rollcall_node::config::{self, Overrides};
 use rollcall_node::startup::App;
 
@@ -45,7 +47,7 @@ async fn node_local(addr: SocketAddr) -> i64 {
     presence["local"].as_i64().expect("local")
 }
 
-fn pool_for(addr: SocketAddr) -> (Pool, mpsc::UnboundedReceiver<ClientEvent>) {
+fn pool_for(addr: SocketAddr, rooms: Option<RoomPlan>) -> (Pool, mpsc::UnboundedReceiver<ClientEvent>) {
     let target = Target {
         ws_url: format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
         addr,
@@ -58,6 +60,7 @@ fn pool_for(addr: SocketAddr) -> (Pool, mpsc::UnboundedReceiver<ClientEvent>) {
         source_ips: vec!["127.0.0.2".parse().expect("ip"), "127.0.0.3".parse().expect("ip")],
         connect_timeout_ms: 5_000,
         max_duration_ms: 60_000,
+        rooms,
     };
     let (events_tx, events) = mpsc::unbounded_channel();
     (Pool::new(config, events_tx), events)
@@ -96,7 +99,7 @@ async fn wait_converged(pool: &Pool, truth: i64) -> u64 {
 async fn clients_connect_count_answer_pings_and_leave() {
     let stop = CancellationToken::new();
     let addr = start_node(&stop).await;
-    let (mut pool, mut events) = pool_for(addr);
+    let (mut pool, mut events) = pool_for(addr, None);
     for _ in 0..20 {
         pool.spawn();
     }
@@ -130,11 +133,78 @@ async fn refused_connects_are_counted_by_kind() {
     let unused = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = unused.local_addr().expect("addr");
     drop(unused);
-    let (mut pool, mut events) = pool_for(addr);
+    let (mut pool, mut events) = pool_for(addr, None);
     pool.spawn();
     pool.spawn();
     wait_for(&mut pool, &mut events, Outcome::Failed, 2).await;
     assert_eq!(pool.report.failed, 2);
     assert_eq!(pool.report.errors.get("tcp_refused"), Some(&2));
     assert_eq!(pool.status(Some(0)).connected, 0);
+}
+
+/// A room's count from the node's API.
+async fn api_room(addr: SocketAddr, room: &str) -> i64 {
+    let count: rollcall_wire::RoomCount = reqwest::get(format!("http://{addr}/api/rooms/{room}"))
+        .await
+        .expect("room")
+        .json()
+        .await
+        .expect("json");
+    count.connections
+}
+
+/// Polls until every room's clients show its number of clients (one node, nobody else).
+async fn rooms_converged(pool: &Pool) -> Vec<RoomSummary> {
+    for _ in 0..200 {
+        let summaries = pool.room_summaries();
+        let exact = |s: &RoomSummary| s.without_value == 0 && s.min == s.clients as i64 && s.max == s.min;
+        if summaries.iter().filter(|s| s.clients > 0).all(exact) {
+            return summaries;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("rooms never converged: {:?}", pool.room_summaries());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_join_rooms_at_connect_and_move_between_them() {
+    let stop = CancellationToken::new();
+    let addr = start_node(&stop).await;
+    let plan = RoomPlan {
+        count: 3,
+        distribution: Distribution::Uniform,
+        zipf_s: 0.0,
+        prefix: "t-".to_owned(),
+        seed: 5,
+    };
+    let (mut pool, mut events) = pool_for(addr, Some(plan));
+    for _ in 0..12 {
+        pool.spawn();
+    }
+    wait_for(&mut pool, &mut events, Outcome::Connected, 12).await;
+    let summaries = rooms_converged(&pool).await;
+    assert_eq!(summaries.iter().map(|s| s.clients).sum::<u64>(), 12);
+    for summary in &summaries {
+        assert_eq!(api_room(addr, &format!("t-{}", summary.room)).await, summary.clients as i64);
+        assert!(summary.last_change_us > 0 && summary.latest_change_us > 0, "{summary:?}");
+    }
+    for _ in 0..6 {
+        assert!(pool.move_random());
+    }
+    wait_for(&mut pool, &mut events, Outcome::Moved, 6).await;
+    assert_eq!(pool.moves_in_flight(), 0);
+    let summaries = rooms_converged(&pool).await;
+    assert_eq!(summaries.iter().map(|s| s.clients).sum::<u64>(), 12, "a move keeps the client in a room");
+    for summary in &summaries {
+        assert_eq!(api_room(addr, &format!("t-{}", summary.room)).await, summary.clients as i64);
+    }
+    let truths: Vec<(u32, i64)> = summaries.iter().map(|s| (s.room, s.clients as i64)).collect();
+    assert_eq!(pool.room_stale(&truths), (0, 0));
+    let wrong: Vec<(u32, i64)> = truths.iter().map(|&(room, count)| (room, count + 1)).collect();
+    assert_eq!(pool.room_stale(&wrong).0, 12);
+    let report = pool.final_report();
+    assert_eq!((report.moves_attempted, report.moves_ok, report.moves_failed), (6, 6, 0));
+    assert_eq!(report.move_latency.count(), 6);
+    assert!(report.room_messages_total >= 12 + 6, "a greeting each, and one per move: {report:?}");
+    stop.cancel();
 }

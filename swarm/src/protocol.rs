@@ -7,13 +7,15 @@
 
 use serde::Deserialize;
 
+use super::room_wire::{self, RoomUsers};
+
 /// The Engine.IO packet the client sends to answer a ping.
 pub const PONG: &str = "3";
 /// The Socket.IO packet that connects to the main namespace `/`.
 pub const CONNECT_MAIN: &str = "40";
 /// The Socket.IO packet that leaves the main namespace `/`.
 pub const DISCONNECT_MAIN: &str = "41";
-pub use rollcall_wire::REFRESH_EVENT;
+pub use rollcall_wire::{REFRESH_EVENT, ROOM_USERS_EVENT};
 
 /// Why a text packet could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,9 +88,25 @@ pub enum SocketPacket<'a> {
         /// First argument when it is an integer.
         value: Option<i64>,
     },
+    /// A `room users` event: one room's count.
+    RoomUsers {
+        /// Namespace, `/` when absent.
+        namespace: &'a str,
+        /// The count.
+        count: RoomUsers<'a>,
+    },
+    /// The answer to an event the client sent with an ack id.
+    Ack {
+        /// Namespace, `/` when absent.
+        namespace: &'a str,
+        /// The ack id (`None` when missing or not a number).
+        id: Option<u32>,
+        /// The JSON array of the answer's arguments.
+        payload: &'a str,
+    },
     /// The server refused the namespace connection; the raw payload.
     ConnectError(&'a str),
-    /// Acks and binary packets: ignored by the swarm.
+    /// Binary packets: ignored by the swarm.
     Other,
 }
 
@@ -119,8 +137,9 @@ fn parse_socket(text: &str) -> Result<SocketPacket<'_>, ParseError> {
         '0' => Ok(SocketPacket::Connect { namespace }),
         '1' => Ok(SocketPacket::Disconnect { namespace }),
         '2' => Ok(parse_event(namespace, skip_ack_id(body))),
+        '3' => Ok(parse_ack(namespace, body)),
         '4' => Ok(SocketPacket::ConnectError(body)),
-        '3' | '5' | '6' => Ok(SocketPacket::Other),
+        '5' | '6' => Ok(SocketPacket::Other),
         _ => Err(ParseError::BadSocketType),
     }
 }
@@ -142,10 +161,21 @@ fn skip_ack_id(body: &str) -> &str {
     body.trim_start_matches(|c: char| c.is_ascii_digit())
 }
 
-/// Decodes `["name", arg, ...]`, with a fast path for `["refresh users",N]`.
-fn parse_event<'a>(namespace: &'a str, json: &str) -> SocketPacket<'a> {
+/// Splits `<ack id><JSON>`: the id (if it is one) and the arguments.
+fn parse_ack<'a>(namespace: &'a str, body: &'a str) -> SocketPacket<'a> {
+    let payload = skip_ack_id(body);
+    let id = body[..body.len() - payload.len()].parse().ok();
+    SocketPacket::Ack { namespace, id, payload }
+}
+
+/// Decodes `["name", arg, ...]`, with fast paths for `["refresh users",N]` and the node's
+/// `["room users",{...}]`.
+fn parse_event<'a>(namespace: &'a str, json: &'a str) -> SocketPacket<'a> {
     if let Some(value) = fast_refresh(json) {
         return SocketPacket::Event { namespace, name: Some(REFRESH_EVENT.to_owned()), value: Some(value) };
+    }
+    if let Some(count) = room_wire::fast_room_users(json) {
+        return SocketPacket::RoomUsers { namespace, count };
     }
     let parsed: Option<Vec<serde_json::Value>> = serde_json::from_str(json).ok();
     let mut args = parsed.unwrap_or_default().into_iter();
@@ -153,6 +183,11 @@ fn parse_event<'a>(namespace: &'a str, json: &str) -> SocketPacket<'a> {
         Some(serde_json::Value::String(name)) => Some(name),
         _ => None,
     };
+    if name.as_deref() == Some(ROOM_USERS_EVENT)
+        && let Some(count) = args.next().and_then(room_wire::room_users_value)
+    {
+        return SocketPacket::RoomUsers { namespace, count };
+    }
     let value = args.next().and_then(|value| value.as_i64());
     SocketPacket::Event { namespace, name, value }
 }
@@ -161,6 +196,14 @@ fn parse_event<'a>(namespace: &'a str, json: &str) -> SocketPacket<'a> {
 fn fast_refresh(json: &str) -> Option<i64> {
     let inner = json.strip_prefix("[\"refresh users\",")?.strip_suffix(']')?;
     inner.trim().parse().ok()
+}
+
+/// Returns the room count carried by a packet, if it is a `room users` event on `/`.
+pub fn room_users<'p, 'a>(packet: &'p Packet<'a>) -> Option<&'p RoomUsers<'a>> {
+    match packet {
+        Packet::Message(SocketPacket::RoomUsers { namespace: "/", count }) => Some(count),
+        _ => None,
+    }
 }
 
 /// Returns the presence total carried by a packet, if it is a `refresh users` event on `/`.
@@ -176,81 +219,5 @@ pub fn refresh_total(packet: &Packet<'_>) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_packet() {
-        let text = r#"0{"sid":"lv_VI97HAXpY6yYWAAAC","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
-        let Ok(Packet::Open(open)) = parse(text) else { panic!("not an open packet") };
-        assert_eq!(open.sid, "lv_VI97HAXpY6yYWAAAC");
-        assert_eq!(open.ping_interval, 25000);
-        assert_eq!(open.ping_timeout, 20000);
-        assert_eq!(open.max_payload, Some(1_000_000));
-    }
-
-    #[test]
-    fn heartbeats_and_close() {
-        assert_eq!(parse("2"), Ok(Packet::Ping));
-        assert_eq!(parse("3"), Ok(Packet::Pong));
-        assert_eq!(parse("1"), Ok(Packet::Close));
-        assert_eq!(parse("6"), Ok(Packet::Noop));
-    }
-
-    #[test]
-    fn socket_connect_and_disconnect() {
-        let connect = parse(r#"40{"sid":"wZX3oN0bSVIhsaknAAAI"}"#);
-        assert_eq!(connect, Ok(Packet::Message(SocketPacket::Connect { namespace: "/" })));
-        let admin = parse(r#"40/admin,{"sid":"x"}"#);
-        assert_eq!(admin, Ok(Packet::Message(SocketPacket::Connect { namespace: "/admin" })));
-        assert_eq!(parse("41"), Ok(Packet::Message(SocketPacket::Disconnect { namespace: "/" })));
-    }
-
-    #[test]
-    fn refresh_event_with_integer() {
-        let packet = parse(r#"42["refresh users",12]"#).expect("parses");
-        assert_eq!(refresh_total(&packet), Some(12));
-        let spaced = parse(r#"42[ "refresh users" , 50000 ]"#).expect("parses");
-        assert_eq!(refresh_total(&spaced), Some(50000));
-        let with_ack = parse(r#"4217["refresh users",3,"extra"]"#).expect("parses");
-        assert_eq!(refresh_total(&with_ack), Some(3));
-    }
-
-    #[test]
-    fn other_events_and_namespaces_carry_no_total() {
-        let other = parse(r#"42["chat",5]"#).expect("parses");
-        assert_eq!(refresh_total(&other), None);
-        let admin = parse(r#"42/admin,["refresh users",5]"#).expect("parses");
-        assert_eq!(refresh_total(&admin), None);
-        let text_value = parse(r#"42["refresh users","many"]"#).expect("parses");
-        assert_eq!(refresh_total(&text_value), None);
-    }
-
-    #[test]
-    fn binary_and_acks_are_ignored() {
-        let binary = parse(r#"451-["refresh users",{"_placeholder":true,"num":0}]"#);
-        assert_eq!(binary, Ok(Packet::Message(SocketPacket::Other)));
-        assert_eq!(parse(r#"431[1]"#), Ok(Packet::Message(SocketPacket::Other)));
-    }
-
-    #[test]
-    fn connect_error_payload() {
-        let error = parse(r#"44{"message":"Not authorized"}"#);
-        let expected = SocketPacket::ConnectError(r#"{"message":"Not authorized"}"#);
-        assert_eq!(error, Ok(Packet::Message(expected)));
-    }
-
-    #[test]
-    fn malformed_input_is_an_error() {
-        assert_eq!(parse(""), Err(ParseError::Empty));
-        assert_eq!(parse("x"), Err(ParseError::UnknownEngineType('x')));
-        assert!(matches!(parse("0{not json"), Err(ParseError::BadOpen(_))));
-        assert!(matches!(parse("0"), Err(ParseError::BadOpen(_))));
-        assert_eq!(parse("4"), Err(ParseError::BadSocketType));
-        assert_eq!(parse("49"), Err(ParseError::BadSocketType));
-        let broken = parse(r#"42["refresh users",12"#).expect("an event, even if its JSON is cut");
-        assert_eq!(refresh_total(&broken), None);
-        assert_eq!(parse("4é"), Err(ParseError::BadSocketType));
-        assert_eq!(parse("é"), Err(ParseError::UnknownEngineType('é')));
-    }
-}
+#[path = "protocol_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use super::report::Report;
+use super::room_report::RoomsReport;
 
 /// Prints the report on stdout.
 pub fn print(report: &Report, json: bool) -> anyhow::Result<()> {
@@ -30,6 +31,9 @@ pub fn text(report: &Report) -> String {
         writeln!(out, "  refresh users   {:.1} mean, {} max messages per client", refresh.mean, refresh.max);
     if report.churn_reconnects > 0 {
         let _ = writeln!(out, "  churn           {} reconnects", report.churn_reconnects);
+    }
+    if let Some(rooms) = &report.rooms {
+        out.push_str(&rooms_text(rooms));
     }
     let (before, after) = (show(report.baseline_users), show(report.final_users));
     let _ = writeln!(out, "  presence        {before} before, {after} after");
@@ -76,6 +80,59 @@ fn convergence(report: &Report) -> String {
             report.stale, report.stale_without_value
         ),
     }
+}
+
+/// The rooms lines.
+fn rooms_text(rooms: &RoomsReport) -> String {
+    let mut out = String::new();
+    let shape = match rooms.distribution.as_str() {
+        "zipf" => format!("zipf s={}", rooms.zipf_s),
+        other => other.to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "  rooms           {} {shape} ({}0..), {} with clients, largest {}",
+        rooms.count, rooms.prefix, rooms.rooms_with_clients, rooms.largest_room
+    );
+    let latency = rooms.convergence_ms;
+    let _ = writeln!(
+        out,
+        "  room convergence p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} rooms converged, {} stale, {} stale clients, {} of them without a value)",
+        latency.p50,
+        latency.p99,
+        latency.max,
+        rooms.converged_rooms,
+        rooms.stale_rooms,
+        rooms.stale_clients,
+        rooms.stale_clients_without_value,
+    );
+    if rooms.count_mismatches > 0 || rooms.truth_disagreements > 0 {
+        let _ = writeln!(
+            out,
+            "  room counts     {} not the swarm's clients plus what was there before, {} without an agreed count",
+            rooms.count_mismatches, rooms.truth_disagreements
+        );
+    }
+    let messages = rooms.room_messages_per_client;
+    let _ = writeln!(
+        out,
+        "  room users      {:.1} mean, {} max messages per client",
+        messages.mean, messages.max
+    );
+    let moves = rooms.moves;
+    if moves.attempted > 0 {
+        let _ = writeln!(
+            out,
+            "  moves           {} ok, {} failed of {}; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            moves.ok,
+            moves.failed,
+            moves.attempted,
+            moves.latency_ms.p50,
+            moves.latency_ms.p99,
+            moves.latency_ms.max
+        );
+    }
+    out
 }
 
 fn errors(report: &Report) -> String {

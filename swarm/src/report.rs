@@ -9,6 +9,9 @@ use serde::Serialize;
 use super::SwarmArgs;
 use super::histogram::{Histogram, Percentiles};
 use super::messages::{PhaseDone, WorkerReport};
+use super::room_check::RoomSettle;
+use super::room_report::RoomsReport;
+use super::rooms::RoomPlan;
 
 /// Exit code when the run finished and every check passed.
 pub const EXIT_OK: u8 = 0;
@@ -62,9 +65,15 @@ pub struct RunState {
     pub settle: Option<Settle>,
     /// Presence total after the swarm disconnected.
     pub final_users: Option<i64>,
+    /// The run's rooms, if it has any.
+    pub room_plan: Option<RoomPlan>,
+    /// The move phase.
+    pub moves: Option<PhaseDone>,
+    /// The last per-room convergence measurement.
+    pub rooms: Option<RoomSettle>,
 }
 
-/// Mean and largest number of `refresh users` messages per client.
+/// Mean and largest number of messages per client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct PerClient {
     /// Mean over clients that connected.
@@ -76,7 +85,7 @@ pub struct PerClient {
 /// The report of one swarm run; `--json` prints it as is (stable field names).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `burst`, `hold` or `churn`.
+    /// `burst`, `hold`, `churn` or `move`.
     pub scenario: String,
     /// Node or load balancer URLs.
     pub urls: Vec<String>,
@@ -124,6 +133,8 @@ pub struct Report {
     pub churn_reconnects: u64,
     /// `refresh users` messages per client.
     pub refresh_messages_per_client: PerClient,
+    /// Per-room convergence, `room users` traffic and moves (`null` without `--rooms`).
+    pub rooms: Option<RoomsReport>,
     /// The process exit code this report leads to.
     pub exit_code: u8,
 }
@@ -141,6 +152,8 @@ impl Report {
         let merged = merge_reports(reports);
         let connect = connect_phase(&state, &merged);
         let settle = state.settle.unwrap_or_default();
+        let rooms =
+            state.room_plan.as_ref().map(|plan| RoomsReport::build(plan, state.rooms.clone(), &merged));
         let mut report = Report {
             scenario: args.scenario.name().to_owned(),
             urls: args.urls.clone(),
@@ -166,6 +179,7 @@ impl Report {
             final_users: state.final_users,
             churn_reconnects: state.churn.map(|churn| churn.ok + churn.failed).unwrap_or(0),
             refresh_messages_per_client: PerClient::of(&merged),
+            rooms,
             exit_code: EXIT_OK,
         };
         report.exit_code = exit_code(&report, &ending);
@@ -206,6 +220,7 @@ fn exit_code(report: &Report, ending: &Ending) -> u8 {
         Ending::Failed(_) => EXIT_FAILED,
         Ending::Completed if report.stale > 0 || !report.converged => EXIT_FAILED,
         Ending::Completed if report.connect_errors > 0 || report.dropped > 0 => EXIT_FAILED,
+        Ending::Completed if report.rooms.as_ref().is_some_and(RoomsReport::failed) => EXIT_FAILED,
         Ending::Completed => EXIT_OK,
     }
 }
@@ -230,6 +245,12 @@ pub fn merge_reports(reports: &[WorkerReport]) -> WorkerReport {
         merged.dropped += report.dropped;
         merged.peak_connected += report.peak_connected;
         merged.messages_total += report.messages_total;
+        merged.room_messages_total += report.room_messages_total;
+        merged.room_messages_max = merged.room_messages_max.max(report.room_messages_max);
+        merged.moves_attempted += report.moves_attempted;
+        merged.moves_ok += report.moves_ok;
+        merged.moves_failed += report.moves_failed;
+        merged.move_latency.merge(&report.move_latency);
         if merged.first_start_us == 0
             || (report.first_start_us > 0 && report.first_start_us < merged.first_start_us)
         {
@@ -245,65 +266,5 @@ pub fn merge_reports(reports: &[WorkerReport]) -> WorkerReport {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SwarmArgs,
-    }
-
-    fn args() -> SwarmArgs {
-        Cli::parse_from(["swarm", "--url", "http://127.0.0.1:3000", "--clients", "2"]).args
-    }
-
-    fn worker(ok: u64, messages: u64) -> WorkerReport {
-        let mut report = WorkerReport { attempted: ok, ok, messages_total: messages, ..Default::default() };
-        report.messages_max = messages;
-        report.latency.record(2_000);
-        report
-    }
-
-    fn state(stale: u64) -> RunState {
-        let connect =
-            PhaseDone { ok: 2, first_start_us: 1_000_000, last_ok_us: 2_000_000, ..Default::default() };
-        let settle = Settle { converged: stale == 0, stale, truth: Some(2), ..Default::default() };
-        RunState { connect: Some(connect), settle: Some(settle), ..Default::default() }
-    }
-
-    #[test]
-    fn clean_run_exits_zero() {
-        let reports = [worker(1, 3), worker(1, 1)];
-        let report = Report::build(&args(), 2, state(0), &reports, Ending::Completed, Duration::ZERO);
-        assert_eq!(report.exit_code, EXIT_OK);
-        assert_eq!(report.connects_ok, 2);
-        assert_eq!(report.connect_rate, 2.0);
-        assert_eq!(report.refresh_messages_per_client, PerClient { mean: 2.0, max: 3 });
-        let json = serde_json::to_value(&report).expect("serializes");
-        for field in ["connect_latency_ms", "convergence_ms", "stale", "errors", "exit_code"] {
-            assert!(json.get(field).is_some(), "{field} missing");
-        }
-    }
-
-    #[test]
-    fn stale_errors_and_interrupts_fail() {
-        let reports = [worker(2, 2)];
-        let stale = Report::build(&args(), 1, state(1), &reports, Ending::Completed, Duration::ZERO);
-        assert_eq!(stale.exit_code, EXIT_FAILED);
-        let mut failing = worker(1, 1);
-        failing.failed = 1;
-        failing.errors.insert("tcp_refused".to_owned(), 1);
-        let errors = Report::build(&args(), 1, state(0), &[failing], Ending::Completed, Duration::ZERO);
-        assert_eq!(errors.exit_code, EXIT_FAILED);
-        let cut =
-            Report::build(&args(), 1, RunState::default(), &reports, Ending::Interrupted, Duration::ZERO);
-        assert_eq!(cut.exit_code, EXIT_INTERRUPTED);
-        let text = super::super::render::text(&cut);
-        assert!(text.contains("interrupted") && text.contains("not reached"), "{text}");
-        let late = Report::build(&args(), 1, RunState::default(), &[], Ending::TimedOut, Duration::ZERO);
-        assert_eq!(late.exit_code, EXIT_TIMED_OUT);
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

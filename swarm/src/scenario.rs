@@ -1,15 +1,19 @@
 //! The parent: starts the workers, drives a scenario through its phases, measures
-//! convergence, and collects the workers' counters into one [`Report`].
+//! convergence (of the total, and per room), and collects the workers' counters into one
+//! [`Report`].
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::fleet::Fleet;
 use super::messages::{Command, Event, PhaseDone, WorkerConfig, WorkerReport};
 use super::net;
 use super::progress::Progress;
 use super::report::{Ending, Report, RunState, Settle};
+use super::room_api::RoomApi;
+use super::room_args::{room_plan, validate_rooms};
+use super::room_check::RoomCheck;
 use super::truth::Presence;
 use super::{Scenario, SwarmArgs};
 
@@ -30,6 +34,15 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
         None => net::default_source_ips(&targets),
     };
     let presence = Presence::new(targets.iter().map(|t| t.presence_url.clone()).collect())?;
+    let plan = room_plan(args);
+    let rooms = match &plan {
+        Some(plan) => Some(
+            RoomCheck::new(plan.clone(), RoomApi::new(&targets)?)
+                .await
+                .context("cannot read the rooms API (GET /api/rooms)")?,
+        ),
+        None => None,
+    };
     let configs = (0..workers)
         .map(|index| WorkerConfig {
             index,
@@ -38,12 +51,14 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
             source_ips: net::ips_for_worker(&source_ips, index, workers),
             connect_timeout_ms: args.connect_timeout.as_millis() as u64,
             max_duration_ms: (args.max_duration + REPORT_TIMEOUT * 2).as_millis() as u64,
+            rooms: plan.clone(),
         })
         .collect();
     let mut fleet = Fleet::spawn(configs, Progress::new(args.clients)).await?;
-    let mut state = RunState::default();
+    let mut state = RunState { room_plan: plan, ..RunState::default() };
+    let checks = Checks { presence: &presence, rooms: rooms.as_ref() };
     let ending = tokio::select! {
-        result = drive(args, &mut fleet, &presence, &mut state) => match result {
+        result = drive(args, &mut fleet, &checks, &mut state) => match result {
             Ok(()) => Ending::Completed,
             Err(error) => Ending::Failed(format!("{error:#}")),
         },
@@ -67,16 +82,23 @@ fn validate(args: &SwarmArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Churn && !(args.churn_rate.is_finite() && args.churn_rate > 0.0) {
         bail!("--churn-rate must be above 0 for the churn scenario");
     }
-    Ok(())
+    validate_rooms(args)
+}
+
+/// Where the truth comes from: `/api/presence`, and the rooms API when the run has rooms.
+struct Checks<'a> {
+    presence: &'a Presence,
+    rooms: Option<&'a RoomCheck>,
 }
 
 /// The scenario's phases in order; `state` keeps what was measured so far.
 async fn drive(
     args: &SwarmArgs,
     fleet: &mut Fleet,
-    presence: &Presence,
+    checks: &Checks<'_>,
     state: &mut RunState,
 ) -> anyhow::Result<()> {
+    let presence = checks.presence;
     state.baseline_users = presence.truth().await.value();
     let shares = net::split(args.clients, fleet.len());
     fleet.progress().phase("connecting");
@@ -86,14 +108,15 @@ async fn drive(
     state.connect = Some(phase(fleet, connects).await?);
     let since = state.connect.map(|done| done.last_change_us).unwrap_or(0);
     fleet.progress().phase("settling");
-    state.settle = Some(settle(fleet, presence, since, args.settle_timeout).await?);
+    settle(fleet, checks, state, since, args.settle_timeout).await?;
     match args.scenario {
         Scenario::Burst => {}
         Scenario::Hold => {
             fleet.progress().phase("holding");
             fleet.idle(args.duration).await;
         }
-        Scenario::Churn => churn(args, fleet, presence, state, &shares).await?,
+        Scenario::Churn => churn(args, fleet, checks, state, &shares).await?,
+        Scenario::Move => moves(args, fleet, checks, state, &shares).await?,
         Scenario::Hunt => bail!("the hunt scenario does not run on workers"),
     }
     fleet.progress().phase("disconnecting");
@@ -112,7 +135,7 @@ fn share_of(args: &SwarmArgs, total_per_second: f64, share: u64) -> f64 {
 async fn churn(
     args: &SwarmArgs,
     fleet: &mut Fleet,
-    presence: &Presence,
+    checks: &Checks<'_>,
     state: &mut RunState,
     shares: &[u64],
 ) -> anyhow::Result<()> {
@@ -125,8 +148,28 @@ async fn churn(
     let churned = phase(fleet, churns).await?;
     state.churn = Some(churned);
     fleet.progress().phase("settling");
-    state.settle = Some(settle(fleet, presence, churned.last_change_us, args.settle_timeout).await?);
-    Ok(())
+    settle(fleet, checks, state, churned.last_change_us, args.settle_timeout).await
+}
+
+/// Moves clients between rooms for `--duration`, then measures convergence per room after the
+/// last move (the total does not change: its convergence is measured from the last connect).
+async fn moves(
+    args: &SwarmArgs,
+    fleet: &mut Fleet,
+    checks: &Checks<'_>,
+    state: &mut RunState,
+    shares: &[u64],
+) -> anyhow::Result<()> {
+    fleet.progress().phase("moving");
+    let duration_ms = args.duration.as_millis() as u64;
+    let moves = shares
+        .iter()
+        .map(|&share| Command::Move { rate: share_of(args, args.move_rate, share), duration_ms })
+        .collect();
+    state.moves = Some(phase(fleet, moves).await?);
+    let since = state.connect.map(|done| done.last_change_us).unwrap_or(0);
+    fleet.progress().phase("settling");
+    settle(fleet, checks, state, since, args.settle_timeout).await
 }
 
 /// Sends one phase command to each worker and merges their `PhaseDone` answers.
@@ -153,37 +196,63 @@ pub fn merge_phases(answers: &[PhaseDone]) -> PhaseDone {
     }
 }
 
-/// Polls until every connected client saw the agreed true total, or `timeout` passes.
+/// Polls until every connected client saw the agreed true total (and, with rooms, every room's
+/// clients their room's: in two looks in a row, so a truth read just before a change landed
+/// is not taken), or `timeout` passes; records the outcome in `state`.
 async fn settle(
     fleet: &mut Fleet,
-    presence: &Presence,
+    checks: &Checks<'_>,
+    state: &mut RunState,
     since_us: u64,
     timeout: Duration,
-) -> anyhow::Result<Settle> {
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
+    let looks_needed = if checks.rooms.is_some() { 2 } else { 1 };
+    let mut steady = 0;
     loop {
-        let truth = presence.truth().await.value();
-        fleet.broadcast(&Command::Status { truth }).await?;
-        let statuses = fleet
-            .gather(|event| match event {
-                Event::Status(status) => Some(status),
-                _ => None,
-            })
-            .await?;
-        let connected: u64 = statuses.iter().map(|status| status.connected).sum();
-        let matching: u64 = statuses.iter().map(|status| status.matching).sum();
-        let without_value = statuses.iter().map(|status| status.without_value).sum();
-        let latest = statuses.iter().map(|status| status.latest_change_us).max().unwrap_or(0);
-        let converged = truth.is_some() && matching == connected;
-        if converged || Instant::now() >= deadline {
-            let convergence_us = latest.saturating_sub(since_us);
-            let convergence_ms = converged.then_some(convergence_us as f64 / 1000.0);
-            let stale = connected - matching;
-            let stale_without_value = if converged { 0 } else { without_value };
-            return Ok(Settle { converged, convergence_ms, stale, stale_without_value, connected, truth });
+        let global = settle_look(fleet, checks.presence, since_us).await?;
+        let rooms = match checks.rooms {
+            Some(check) => Some(check.look(fleet).await?),
+            None => None,
+        };
+        let rooms_converged = rooms.as_ref().is_none_or(|(_, verdict)| verdict.all_converged());
+        steady = if global.converged && rooms_converged { steady + 1 } else { 0 };
+        if steady >= looks_needed || Instant::now() >= deadline {
+            let global = if global.converged { global } else { Settle { convergence_ms: None, ..global } };
+            state.settle = Some(global);
+            if let (Some(check), Some((look, verdict))) = (checks.rooms, rooms) {
+                state.rooms = Some(check.finish(fleet, &look, &verdict).await?);
+            }
+            return Ok(());
         }
         fleet.idle(POLL).await;
     }
+}
+
+/// One look at the total: how many connected clients show the agreed truth.
+async fn settle_look(fleet: &mut Fleet, presence: &Presence, since_us: u64) -> anyhow::Result<Settle> {
+    let truth = presence.truth().await.value();
+    fleet.broadcast(&Command::Status { truth }).await?;
+    let statuses = fleet
+        .gather(|event| match event {
+            Event::Status(status) => Some(status),
+            _ => None,
+        })
+        .await?;
+    let connected: u64 = statuses.iter().map(|status| status.connected).sum();
+    let matching: u64 = statuses.iter().map(|status| status.matching).sum();
+    let without_value = statuses.iter().map(|status| status.without_value).sum();
+    let latest = statuses.iter().map(|status| status.latest_change_us).max().unwrap_or(0);
+    let converged = truth.is_some() && matching == connected;
+    let convergence_us = latest.saturating_sub(since_us);
+    Ok(Settle {
+        converged,
+        convergence_ms: Some(convergence_us as f64 / 1000.0),
+        stale: connected - matching,
+        stale_without_value: if converged { 0 } else { without_value },
+        connected,
+        truth,
+    })
 }
 
 /// After the last disconnect: polls until the nodes agree on `baseline` again (or `timeout`);

@@ -16,6 +16,9 @@ use super::pool::{Outcome, Pool};
 const MAX_CONNECTING: u64 = 1_000;
 /// How often the worker paces connects.
 const TICK: Duration = Duration::from_millis(5);
+/// Most room moves one worker asks for in one pacing step (after a late tick it catches up
+/// over the following ticks instead of all at once).
+const MAX_MOVES_PER_TICK: u64 = 200;
 /// How often the worker reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -24,6 +27,7 @@ enum Job {
     Connect { count: u64, rate: f64, spawned: u64, started: Instant },
     Disconnect,
     Churn { rate: f64, done: u64, started: Instant, until: Instant },
+    Move { rate: f64, done: u64, started: Instant, until: Instant },
 }
 
 struct Worker {
@@ -106,7 +110,16 @@ impl Worker {
                 let until = now + Duration::from_millis(duration_ms);
                 self.start(Job::Churn { rate, done: 0, started: now, until });
             }
+            Command::Move { rate, duration_ms } => {
+                let until = now + Duration::from_millis(duration_ms);
+                self.start(Job::Move { rate, done: 0, started: now, until });
+            }
             Command::Status { truth } => self.send(Event::Status(self.pool.status(truth))),
+            Command::RoomStatus => self.send(Event::RoomStatus { rooms: self.pool.room_summaries() }),
+            Command::RoomStale { truths } => {
+                let (stale, without_value) = self.pool.room_stale(&truths);
+                self.send(Event::RoomStale { stale, without_value });
+            }
             Command::Report => self.send(Event::Report(self.pool.final_report())),
         }
         self.pace();
@@ -137,13 +150,18 @@ impl Worker {
                 self.phase.last_ok_us = now_us();
             }
             Some(Outcome::Failed) => self.phase.failed += 1,
+            Some(Outcome::Moved) if matches!(self.job, Some(Job::Move { .. })) => self.phase.ok += 1,
+            Some(Outcome::MoveFailed) if matches!(self.job, Some(Job::Move { .. })) => self.phase.failed += 1,
             _ => {}
         }
         self.pace();
     }
 
-    /// Starts the connects and reconnects that are due, and reports a finished phase.
+    /// Starts the connects, reconnects and room moves that are due, and reports a finished phase.
     fn pace(&mut self) {
+        if matches!(self.job, Some(Job::Move { .. })) {
+            return self.pace_moves();
+        }
         let room = MAX_CONNECTING.saturating_sub(self.pool.connecting);
         let due_spawns = match &mut self.job {
             None => return,
@@ -153,7 +171,7 @@ impl Worker {
                 *spawned += due;
                 due
             }
-            Some(Job::Disconnect) => 0,
+            Some(Job::Disconnect | Job::Move { .. }) => 0,
             Some(Job::Churn { rate, done, started, until }) => {
                 let now = Instant::now().min(*until);
                 let due = due_at(*started, now, *rate).saturating_sub(*done).min(room);
@@ -174,12 +192,29 @@ impl Worker {
         self.finish_if_done();
     }
 
+    /// Asks for the room moves that are due.
+    fn pace_moves(&mut self) {
+        let Some(Job::Move { rate, done, started, until }) = &mut self.job else { return };
+        let now = Instant::now().min(*until);
+        let due = due_at(*started, now, *rate).saturating_sub(*done);
+        for _ in 0..due.min(MAX_MOVES_PER_TICK) {
+            if self.phase.first_start_us == 0 {
+                self.phase.first_start_us = now_us();
+            }
+            // A worker with no client free to move skips the move rather than owing it.
+            self.pool.move_random();
+            *done += 1;
+        }
+        self.finish_if_done();
+    }
+
     fn finish_if_done(&mut self) {
         let idle = self.pool.connecting == 0 && self.pool.closing == 0;
         let done = match &self.job {
             Some(Job::Connect { count, spawned, .. }) => spawned >= count && idle,
             Some(Job::Disconnect) => idle,
             Some(Job::Churn { until, .. }) => Instant::now() >= *until && idle,
+            Some(Job::Move { until, .. }) => Instant::now() >= *until && self.pool.moves_in_flight() == 0,
             None => false,
         };
         if done {

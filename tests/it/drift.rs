@@ -1,6 +1,6 @@
 //! The drift hunter (`rollcall swarm --scenario hunt`) against real nodes: rounds of racy
-//! connection sequences on a busy machine must never leave a node showing a wrong count, and
-//! the hunter must report a drift when there is one.
+//! connection and room sequences on a busy machine must never leave a node showing a wrong
+//! count, total or per room, and the hunter must report a drift when there is one.
 
 use std::collections::HashMap;
 use std::process::ExitStatus;
@@ -10,11 +10,12 @@ use rust_socketio::TransportType;
 use tokio::task::JoinHandle;
 
 use crate::helpers::{
-    CONVERGE, ProcessNode, RedisServer, connect, eventually, node_env, presence, spawn_node, unique_prefix,
+    CONVERGE, ProcessNode, RedisServer, eventually, node_env, presence, spawn_node, try_connect_with,
+    unique_prefix,
 };
 
 /// Every operation of the hunt's table, as `--ops` names them.
-const ALL_OPS: [&str; 15] = [
+const ALL_OPS: [&str; 22] = [
     "ws_connect_hangup",
     "ws_connect_reset",
     "ws_connect_close",
@@ -30,6 +31,13 @@ const ALL_OPS: [&str; 15] = [
     "join",
     "leave",
     "reconnect",
+    "join_room",
+    "room_join",
+    "room_leave",
+    "room_connect_hangup",
+    "room_join_hangup",
+    "room_flood",
+    "room_invalid",
 ];
 
 /// What a finished hunter process left: its exit status, its `--json` report, its stderr.
@@ -71,17 +79,34 @@ async fn users(base: &str) -> serde_json::Value {
     presence(base).await["users"].clone()
 }
 
+/// `GET <base>/api/rooms?prefix=<prefix>`: the rooms listed (one page).
+async fn rooms(base: &str, prefix: &str) -> Vec<serde_json::Value> {
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/rooms"))
+        .query(&[("prefix", prefix), ("limit", "1000")])
+        .send()
+        .await
+        .expect("GET /api/rooms")
+        .json()
+        .await
+        .expect("json");
+    page["rooms"].as_array().expect("rooms").clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_redis_under_cpu_burners_never_drift() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix("drift");
     let a = ProcessNode::start(cluster_env(&redis, &prefix, "a")).await;
     let b = ProcessNode::start(cluster_env(&redis, &prefix, "b")).await;
+    let room_prefix = format!("{prefix}-hunt-");
     let hunted = hunter(&[
         "--url",
         &a.url(),
         "--url",
         &b.url(),
+        "--room-prefix",
+        &room_prefix,
         "--sequences",
         "2000",
         "--burners",
@@ -116,10 +141,15 @@ async fn two_nodes_on_one_redis_under_cpu_burners_never_drift() {
             "{op} never ran: {report:#}"
         );
     }
-    // The hunter's held clients left at the end: both nodes are back to nobody.
+    assert_eq!(report["room_prefix"].as_str(), Some(room_prefix.as_str()));
+    // The hunter's held clients left at the end: both nodes are back to nobody, in every room.
     for node in [&a, &b] {
         let base = node.url();
         eventually("the node shows 0 after the hunt", CONVERGE, || async { users(&base).await == 0 }).await;
+        eventually("the hunt's rooms are empty", CONVERGE, || async {
+            rooms(&base, &room_prefix).await.is_empty()
+        })
+        .await;
     }
 }
 
@@ -142,11 +172,15 @@ async fn the_hunter_reports_exactly_the_drift_it_is_given() {
     assert!(report["seed"].as_u64().is_some() && report["shortest"].is_null(), "{report:#}");
     eventually("the held clients left", CONVERGE, || async { users(&url).await == 0 }).await;
 
-    // Now a socket the hunter does not know of connects after its baseline: one drift of +1
-    // on the node, the hunt goes on from the new count, and exits 1.
+    // Now a socket the hunter does not know of connects after its baseline, into one of the
+    // hunt's rooms: one drift of +1 on the node and in that room, the hunt goes on from the new
+    // counts, and exits 1.
+    let room_prefix = format!("{}-given-", unique_prefix("drift-room"));
     let leaky = hunter(&[
         "--url",
         &url,
+        "--room-prefix",
+        &room_prefix,
         "--ops",
         "join,leave,reconnect",
         "--held",
@@ -166,7 +200,9 @@ async fn the_hunter_reports_exactly_the_drift_it_is_given() {
     })
     .await;
     assert!(!leaky.is_finished(), "the hunt ended before the stranger came");
-    let stranger = connect(&url, TransportType::Websocket).await;
+    let in_room = format!("{url}/?room={room_prefix}0");
+    let stranger =
+        try_connect_with(&in_room, TransportType::Websocket, None).await.expect("the stranger connects");
     let leaky = leaky.await.expect("hunter task");
     stranger.disconnect().await;
     let report = &leaky.report;
@@ -177,6 +213,9 @@ async fn the_hunter_reports_exactly_the_drift_it_is_given() {
     let more = |seen: &serde_json::Value, expected: &serde_json::Value| seen.as_i64().zip(expected.as_i64());
     assert_eq!(more(&seen["seen_users"], &seen["expected_users"]).map(|(s, e)| s - e), Some(1), "{report:#}");
     assert_eq!(more(&seen["seen_local"], &seen["expected_local"]).map(|(s, e)| s - e), Some(1), "{report:#}");
+    let room = &report["drift_rounds"][0]["rooms"][0];
+    assert_eq!(room["room"].as_str(), Some(format!("{room_prefix}0").as_str()), "{report:#}");
+    assert_eq!((room["expected"].as_i64(), room["seen"].as_i64()), (Some(0), Some(1)), "{report:#}");
     let shortest = &report["shortest"];
     assert_eq!(
         (shortest["shrink_trials"].as_u64(), shortest["shrink_reproduced"].as_u64()),

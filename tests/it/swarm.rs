@@ -1,26 +1,36 @@
-//! `rollcall swarm` against two real nodes on a real Redis: its report must be right.
+//! `rollcall swarm` against two real nodes on a real Redis: its report must be right, for the
+//! total and per room.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::helpers::{RedisServer, spawn_node, unique_prefix};
+use serde_json::Value;
+use tokio::task::JoinHandle;
 
-async fn run_swarm(args: &[&str]) -> (std::process::ExitStatus, serde_json::Value) {
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"))
-            .arg("swarm")
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("swarm stops by itself")
-    .expect("run swarm");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("--json prints one JSON object ({e}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
-    });
-    (output.status, report)
+use crate::helpers::{CONVERGE, RedisServer, TestNode, eventually, spawn_node, unique_prefix};
+
+/// Starts `rollcall swarm ARGS` (bounded in time); its exit status and `--json` report.
+fn start_swarm(args: &[&str]) -> JoinHandle<(std::process::ExitStatus, Value)> {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"));
+    command.arg("swarm").args(args).kill_on_drop(true);
+    tokio::spawn(async move {
+        let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .expect("swarm stops by itself")
+            .expect("run swarm");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "--json prints one JSON object ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status, report)
+    })
+}
+
+async fn run_swarm(args: &[&str]) -> (std::process::ExitStatus, Value) {
+    start_swarm(args).await.expect("swarm task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,4 +89,183 @@ async fn an_unreachable_target_is_an_error_not_a_hang() {
     assert!(!status.success());
     assert_eq!(report["connects_ok"], 0);
     assert!(report["connect_errors"].as_u64().is_some_and(|n| n > 0), "{report:#}");
+}
+
+/// `GET <base>/api/rooms?prefix=..&limit=1000`: room → connections (one page is enough here).
+async fn listed_rooms(base: &str, prefix: &str) -> BTreeMap<String, i64> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{base}/api/rooms"))
+        .query(&[("prefix", prefix), ("limit", "1000")])
+        .send()
+        .await
+        .expect("GET /api/rooms")
+        .json()
+        .await
+        .expect("json");
+    assert!(page["next"].is_null(), "one page: {page}");
+    let rooms = page["rooms"].as_array().expect("rooms");
+    rooms
+        .iter()
+        .map(|room| {
+            (room["room"].as_str().expect("room").to_owned(), room["connections"].as_i64().expect("n"))
+        })
+        .collect()
+}
+
+async fn two_nodes(test: &str) -> (RedisServer, TestNode, TestNode) {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix(test);
+    let a = spawn_node(Some(&redis.url()), &prefix, "a", &[]).await;
+    let b = spawn_node(Some(&redis.url()), &prefix, "b", &[]).await;
+    (redis, a, b)
+}
+
+/// Every room converged, none stale, no count off, the totals right.
+fn assert_rooms_converged(report: &Value, clients: i64) {
+    let rooms = &report["rooms"];
+    assert_eq!(rooms["converged"], true, "{rooms:#}");
+    assert_eq!(
+        (rooms["stale_rooms"].as_u64(), rooms["stale_clients"].as_u64()),
+        (Some(0), Some(0)),
+        "{rooms:#}"
+    );
+    assert_eq!(
+        (rooms["count_mismatches"].as_u64(), rooms["truth_disagreements"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let with_clients = rooms["rooms_with_clients"].as_u64().expect("rooms_with_clients");
+    assert_eq!(rooms["converged_rooms"].as_u64(), Some(with_clients), "{rooms:#}");
+    assert!(rooms["convergence_ms"]["max"].as_f64().is_some_and(|ms| ms >= 0.0), "{rooms:#}");
+    assert!(rooms["room_messages_per_client"]["mean"].as_f64().is_some_and(|m| m >= 1.0), "{rooms:#}");
+    let truths = rooms["truths"].as_object().expect("truths");
+    assert_eq!(
+        truths.values().filter_map(Value::as_i64).sum::<i64>(),
+        clients,
+        "one room per client: {rooms:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_in_zipf_rooms_converge_per_room_and_the_truths_are_the_apis() {
+    let (_redis, a, b) = two_nodes("swarm-rooms").await;
+    let room_prefix = format!("{}-room-", unique_prefix("zipf"));
+    let (url_a, url_b) = (a.url(), b.url());
+    let holding = start_swarm(&[
+        "--url",
+        &url_a,
+        "--url",
+        &url_b,
+        "--clients",
+        "300",
+        "--rate",
+        "600",
+        "--workers",
+        "2",
+        "--rooms",
+        "30",
+        "--room-distribution",
+        "zipf",
+        "--zipf-s",
+        "1.0",
+        "--room-prefix",
+        &room_prefix,
+        "--seed",
+        "7",
+        "--scenario",
+        "hold",
+        "--duration",
+        "4s",
+        "--json",
+    ]);
+    // While the swarm holds its clients, both nodes' API lists the same 300 in the rooms.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    eventually("both nodes list 300 clients in the swarm's rooms", CONVERGE, || {
+        let (url_a, url_b, prefix, seen) = (url_a.clone(), url_b.clone(), room_prefix.clone(), seen.clone());
+        async move {
+            let (on_a, on_b) = (listed_rooms(&url_a, &prefix).await, listed_rooms(&url_b, &prefix).await);
+            let total: i64 = on_a.values().sum();
+            let agreed = total == 300 && on_a == on_b;
+            *seen.lock().expect("lock") = on_a;
+            agreed
+        }
+    })
+    .await;
+    let seen = seen.lock().expect("lock").clone();
+    let (status, report) = holding.await.expect("swarm task");
+    assert!(status.success(), "exit {status}: {report:#}");
+    assert_eq!((report["scenario"].as_str(), report["connects_ok"].as_u64()), (Some("hold"), Some(300)));
+    assert_eq!(report["converged"], true, "the total as before: {report:#}");
+    assert_rooms_converged(&report, 300);
+    let truths: BTreeMap<String, i64> =
+        serde_json::from_value(report["rooms"]["truths"].clone()).expect("truths");
+    assert_eq!(truths, seen, "the report's truths are what the API listed during the hold");
+    let largest = seen.get(&format!("{room_prefix}0")).copied().unwrap_or(0);
+    assert!(
+        largest >= 30 && seen.values().all(|&count| count <= largest),
+        "zipf: room 0 is the largest: {seen:?}"
+    );
+    assert_eq!(report["rooms"]["largest_room"].as_i64(), Some(largest));
+    // Every client left at the end: the rooms are empty again.
+    eventually("the swarm's rooms are empty", CONVERGE, || {
+        let (url, prefix) = (url_a.clone(), room_prefix.clone());
+        async move { listed_rooms(&url, &prefix).await.is_empty() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_clients_between_rooms_converges_per_room_with_every_move_acknowledged() {
+    let (_redis, a, b) = two_nodes("swarm-move").await;
+    let room_prefix = format!("{}-room-", unique_prefix("move"));
+    let (status, report) = run_swarm(&[
+        "--url",
+        &a.url(),
+        "--url",
+        &b.url(),
+        "--clients",
+        "300",
+        "--rate",
+        "600",
+        "--workers",
+        "2",
+        "--rooms",
+        "30",
+        "--room-prefix",
+        &room_prefix,
+        "--scenario",
+        "move",
+        "--move-rate",
+        "100",
+        "--duration",
+        "3s",
+        "--json",
+    ])
+    .await;
+    assert!(status.success(), "exit {status}: {report:#}");
+    assert_eq!(report["scenario"], "move");
+    assert_rooms_converged(&report, 300);
+    let moves = &report["rooms"]["moves"];
+    assert!(moves["ok"].as_u64().is_some_and(|ok| ok >= 200), "about 300 moves in 3 s: {moves:#}");
+    assert_eq!((moves["failed"].as_u64(), moves["attempted"].as_u64()), (Some(0), moves["ok"].as_u64()));
+    assert!(report["rooms"]["seed"].is_u64());
+    assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_room_flags_are_one_line_errors() {
+    for (args, says) in [
+        (&["--scenario", "move", "--rooms", "1"][..], "--rooms 2 or more"),
+        (&["--rooms", "2000000"][..], "--rooms must be at most"),
+        (&["--rooms", "3", "--zipf-s=-1"][..], "--zipf-s"),
+        (&["--rooms", "3", "--room-prefix", "a\u{1}"][..], "--room-prefix"),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(["swarm", "--url", "http://127.0.0.1:9", "--clients", "1"])
+            .args(args)
+            .output()
+            .await
+            .expect("run swarm");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(says), "{args:?}: {stderr}");
+    }
 }

@@ -10,9 +10,6 @@ use crate::SwarmArgs;
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Hunt (--scenario hunt)")]
 pub struct HuntArgs {
-    /// Seed of the random interleavings [default: from the clock]; printed, and replays a hunt.
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Stop after this many sequences [default: only --duration bounds the hunt].
     #[arg(long)]
     pub sequences: Option<u64>,
@@ -31,7 +28,8 @@ pub struct HuntArgs {
     /// Operations to mix, comma-separated [default: all of them]: ws_connect_hangup,
     /// ws_connect_reset, ws_connect_close, ws_connect_close_frame, ws_ack_hangup, ws_ack_reset,
     /// ws_double_connect, ws_connect_disconnect_connect, ws_ack_leave, poll_connect_disconnect,
-    /// poll_connect_disconnect_batched, poll_connect_drop, join, leave, reconnect.
+    /// poll_connect_disconnect_batched, poll_connect_drop, join, leave, reconnect, join_room,
+    /// room_join, room_leave, room_connect_hangup, room_join_hangup, room_flood, room_invalid.
     #[arg(long, value_name = "LIST")]
     pub ops: Option<String>,
     /// How a round picks its operations: `subsets` (a quarter of the rounds mix all of them,
@@ -64,6 +62,7 @@ pub fn filter(args: &SwarmArgs) -> anyhow::Result<Filter> {
     if hunt.round_size == 0 || hunt.concurrency == 0 {
         bail!("--round-size and --concurrency must be at least 1");
     }
+    crate::room_args::validate_room_names(args)?;
     if hunt.concurrency > MOST_SOCKETS || hunt.held > MOST_SOCKETS {
         bail!(
             "--concurrency and --held must stay at most {MOST_SOCKETS} (one process may open 20,000 files)"

@@ -1,6 +1,8 @@
 //! The held clients: ordinary, well-behaved Socket.IO clients (the swarm's own [`client`]) that
-//! join and stay across rounds, answering pings and recording `refresh users`. They are the
-//! hunt's truth: the count every node should show is the number of them still connected.
+//! join and stay across rounds, answering pings and recording `refresh users` and the `room
+//! users` of the room they are in (at most one, joined at connect or by event). They are the
+//! hunt's truth: the count every node should show is the number of them still connected, and
+//! each room's the number of them in it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,10 +12,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::settle::ClientSight;
 use crate::client::{self, ClientCell, ClientEvent, ClientSpec};
+use crate::rooms::NO_ROOM;
 
 /// How long a leaving client may take: its own close wait (2 s) and some slack.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Slack on top of the client's own ack timeout for a room move.
+const MOVE_SLACK: Duration = Duration::from_secs(2);
 
 /// One held client.
 #[derive(Debug)]
@@ -26,15 +32,17 @@ pub struct Held {
     task: JoinHandle<()>,
 }
 
-/// Connects a client to `node` and returns it once the node acknowledged its CONNECT.
-pub async fn join(spec: ClientSpec, node: usize) -> Result<Held, String> {
-    let cell = Arc::new(ClientCell::default());
+/// Connects a client to `node` (in `room` unless it is [`NO_ROOM`]) and returns it once the node
+/// acknowledged its CONNECT.
+pub async fn join(spec: ClientSpec, node: usize, room: u32) -> Result<Held, String> {
+    let cell = Arc::new(ClientCell::in_room(room));
     let (stop, stop_rx) = oneshot::channel();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let task = tokio::spawn(client::run(spec, 0, Arc::clone(&cell), stop_rx, events_tx));
     match events.recv().await {
         Some(ClientEvent::Connected { .. }) => Ok(Held { node, cell, stop: Some(stop), events, task }),
         Some(ClientEvent::Ended { error, .. }) => Err(error.unwrap_or_else(|| "ended".to_owned())),
+        Some(ClientEvent::Moved { .. }) => Err("moved_before_connecting".to_owned()),
         None => Err("client_task_ended".to_owned()),
     }
 }
@@ -57,10 +65,41 @@ impl Held {
         result.map_err(|_| "leave_timeout".to_owned())
     }
 
-    /// The last `refresh users` value it received, if any.
-    pub fn last_value(&self) -> Option<i64> {
-        let value = self.cell.last_value.load(Ordering::Acquire);
-        (value != client::NO_VALUE).then_some(value)
+    /// Moves to `room` ([`NO_ROOM`]: leaves its room) by `leave` / `join` events and waits for
+    /// the acks. Whatever the outcome, the client stays held and knows its room.
+    pub async fn move_to(&mut self, room: u32, ack_timeout: Duration) -> Result<(), String> {
+        self.cell.move_to(room);
+        let moved = async {
+            while let Some(event) = self.events.recv().await {
+                match event {
+                    ClientEvent::Moved { outcome, .. } => return outcome.error.map_or(Ok(()), Err),
+                    ClientEvent::Ended { error, .. } => {
+                        return Err(error.unwrap_or_else(|| "ended".to_owned()));
+                    }
+                    ClientEvent::Connected { .. } => {}
+                }
+            }
+            Err("client_task_ended".to_owned())
+        };
+        tokio::time::timeout(ack_timeout + MOVE_SLACK, moved)
+            .await
+            .unwrap_or_else(|_| Err("move_timeout".to_owned()))
+    }
+
+    /// The room it is in, if any.
+    pub fn room(&self) -> Option<u32> {
+        Some(self.cell.room.load(Ordering::Acquire)).filter(|&room| room != NO_ROOM)
+    }
+
+    /// What it shows: its node, its last `refresh users`, its room and that room's last count.
+    pub fn sight(&self) -> ClientSight {
+        let known = |value: i64| (value != client::NO_VALUE).then_some(value);
+        ClientSight {
+            node: self.node,
+            value: known(self.cell.last_value.load(Ordering::Acquire)),
+            room: self.room(),
+            room_value: known(self.cell.room_value.load(Ordering::Acquire)),
+        }
     }
 
     /// Why it ended on its own (closed by the node or the network), if it has.
@@ -100,15 +139,18 @@ impl HeldPool {
         self.clients.push(held);
     }
 
-    /// Takes a client out of the pool (to leave): one on `node` if any, else any; `pick`
-    /// chooses among them.
+    /// Takes a client out of the pool (to leave, or to work on): one on `node` if any, else
+    /// any; `pick` chooses among them.
     pub fn take(&mut self, node: usize, pick: u32) -> Option<Held> {
-        let on_node: Vec<usize> = (0..self.clients.len()).filter(|&i| self.clients[i].node == node).collect();
-        let index = if on_node.is_empty() {
-            (!self.clients.is_empty()).then(|| pick as usize % self.clients.len())?
-        } else {
-            on_node[pick as usize % on_node.len()]
-        };
+        self.take_where(node, pick, |_| true)
+    }
+
+    /// Takes a client that passes `wanted` out of the pool, as [`HeldPool::take`] does.
+    pub fn take_where(&mut self, node: usize, pick: u32, wanted: impl Fn(&Held) -> bool) -> Option<Held> {
+        let fits: Vec<usize> = (0..self.clients.len()).filter(|&i| wanted(&self.clients[i])).collect();
+        let on_node: Vec<usize> = fits.iter().copied().filter(|&i| self.clients[i].node == node).collect();
+        let among = if on_node.is_empty() { fits } else { on_node };
+        let index = *among.get(pick as usize % among.len().max(1))?;
         Some(self.clients.swap_remove(index))
     }
 
@@ -117,9 +159,9 @@ impl HeldPool {
         self.clients.len()
     }
 
-    /// Every held client: its node and the last value it received.
-    pub fn values(&self) -> impl Iterator<Item = (usize, Option<i64>)> + '_ {
-        self.clients.iter().map(|held| (held.node, held.last_value()))
+    /// What every held client shows.
+    pub fn sights(&self) -> impl Iterator<Item = ClientSight> + '_ {
+        self.clients.iter().map(Held::sight)
     }
 
     /// Every held client leaves, all at once.

@@ -1,17 +1,20 @@
-//! `rollcall swarm --scenario hunt`: a drift hunter. It runs rounds of racy connection
-//! sequences (a seeded, replayable random interleaving of the [`ops::OPS`] table) against the
-//! nodes, and after each round waits until every node's `/api/presence` and every held
-//! client's `refresh users` show the truth it knows. A round that does not settle is a drift:
-//! recorded, added to the truth (a leak is permanent), and later shrunk to a smaller failing
-//! round. Optional CPU burners make the machine busy, as in production.
+//! `rollcall swarm --scenario hunt`: a drift hunter. It runs rounds of racy connection and
+//! room sequences (a seeded, replayable random interleaving of the [`ops::OPS`] table) against
+//! the nodes, and after each round waits until every node's `/api/presence` and `/api/rooms`,
+//! and every held client's `refresh users` and `room users`, show the truth it knows. A round
+//! that does not settle is a drift: recorded, added to the truth (a leak is permanent), and
+//! later shrunk to a smaller failing round. Optional CPU burners make the machine busy, as in
+//! production.
 
 mod args;
 mod burners;
+mod expect;
 mod held;
 mod ops;
 mod plan;
 mod polling;
 mod raw;
+mod raw_rooms;
 mod report;
 mod round;
 mod settle;
@@ -38,6 +41,8 @@ use crate::SwarmArgs;
 use crate::messages::now_us;
 use crate::net;
 use crate::report::Ending;
+use crate::room_api::RoomApi;
+use crate::rooms::{Distribution, RoomPlan};
 
 /// How far apart the two looks are that must agree before the hunt takes its baseline.
 const BASELINE_GAP: Duration = Duration::from_millis(300);
@@ -45,6 +50,8 @@ const BASELINE_GAP: Duration = Duration::from_millis(300);
 const LEAVE_ALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Burners outlive the hunt's own bound by this much at most (they are killed before).
 const BURNER_SLACK: Duration = Duration::from_secs(30);
+/// Rooms the room sequences share when `--rooms` does not say: few, so they collide.
+const DEFAULT_ROOMS: u32 = 6;
 
 /// Runs a hunt and returns its report (partial after Ctrl-C or `--max-duration`).
 pub async fn run(args: &SwarmArgs) -> anyhow::Result<HuntReport> {
@@ -55,11 +62,19 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<HuntReport> {
         Some(spec) => net::parse_source_ips(spec)?,
         None => net::default_source_ips(&targets),
     };
-    let seed = args.hunt.seed.unwrap_or_else(|| now_us() ^ (u64::from(std::process::id()) << 40));
-    let setup = Setup { urls: args.urls.clone(), seed, held: args.hunt.held, burners: args.hunt.burners };
-    eprintln!("rollcall swarm: hunt seed {seed} (--seed {seed} replays it)");
-    let nodes = Nodes::new(targets.iter().map(|target| target.presence_url.clone()).collect())?;
-    let executor = Executor::new(targets, sources, args.connect_timeout, args.hunt.concurrency)?;
+    let seed = args.seed.unwrap_or_else(crate::clock_seed);
+    let rooms = room_plan(args, seed);
+    let setup = Setup {
+        urls: args.urls.clone(),
+        seed,
+        held: args.hunt.held,
+        burners: args.hunt.burners,
+        room_prefix: rooms.prefix.clone(),
+    };
+    eprintln!("rollcall swarm: hunt seed {seed} (--seed {seed} replays it), rooms {}0..", rooms.prefix);
+    let presence_urls = targets.iter().map(|target| target.presence_url.clone()).collect();
+    let nodes = Nodes::new(presence_urls, RoomApi::new(&targets)?, rooms.prefix.clone())?;
+    let executor = Executor::new(targets, sources, args.connect_timeout, args.hunt.concurrency, rooms)?;
     let started = Instant::now();
     let mut burners = Burners::spawn(args.hunt.burners, args.max_duration + BURNER_SLACK)?;
     if args.hunt.burners > 0 {
@@ -89,6 +104,18 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<HuntReport> {
     let _ = tokio::time::timeout(LEAVE_ALL_TIMEOUT, hunt.pool.leave_all()).await;
     hunt.findings.held_dropped = std::mem::take(&mut hunt.pool.dropped);
     Ok(HuntReport::build(&setup, hunt.findings, &ending, started.elapsed()))
+}
+
+/// The hunt's rooms: `--rooms` (or a few) under `--room-prefix`, by default a prefix new to
+/// this hunt, so that counts left by earlier runs are not in its way.
+fn room_plan(args: &SwarmArgs, seed: u64) -> RoomPlan {
+    RoomPlan {
+        count: if args.rooms > 0 { args.rooms } else { DEFAULT_ROOMS },
+        distribution: Distribution::Uniform,
+        zipf_s: 0.0,
+        prefix: args.room_prefix.clone().unwrap_or_else(|| format!("hunt-{:x}-", now_us())),
+        seed,
+    }
 }
 
 /// Prints the report on stdout: one JSON object, or the text summary.

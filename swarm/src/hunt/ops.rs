@@ -40,6 +40,22 @@ pub enum Op {
     Leave,
     /// A held client leaves gracefully and joins again, on the step's node.
     Reconnect,
+    /// A client that joins a room at connect (`room=` in the query) and stays (held).
+    JoinRoom,
+    /// A held client joins a room by event (leaving the one it is in first).
+    RoomJoin,
+    /// A held client leaves its room by event.
+    RoomLeave,
+    /// WebSocket with `room=` in the query: CONNECT, hang up TCP on the next tick.
+    RoomConnectHangup,
+    /// WebSocket: CONNECT, its ack, a `join` event, then hang up (FIN or reset) without its ack.
+    RoomJoinHangup,
+    /// WebSocket: CONNECT, its ack, 40 `join` / `leave` events back to back (past the rate
+    /// limit), then hang up at once or read every ack and leave gracefully.
+    RoomFlood,
+    /// Invalid room names: in the handshake (must be refused with CONNECT_ERROR), then in
+    /// `join` / `leave` events (must be refused in their acks); then hang up.
+    RoomInvalid,
 }
 
 /// What the hunt knows about one [`Op`].
@@ -71,6 +87,13 @@ pub const OPS: &[OpInfo] = &[
     OpInfo { op: Op::Join, name: "join", weight: 4 },
     OpInfo { op: Op::Leave, name: "leave", weight: 4 },
     OpInfo { op: Op::Reconnect, name: "reconnect", weight: 4 },
+    OpInfo { op: Op::JoinRoom, name: "join_room", weight: 3 },
+    OpInfo { op: Op::RoomJoin, name: "room_join", weight: 6 },
+    OpInfo { op: Op::RoomLeave, name: "room_leave", weight: 4 },
+    OpInfo { op: Op::RoomConnectHangup, name: "room_connect_hangup", weight: 8 },
+    OpInfo { op: Op::RoomJoinHangup, name: "room_join_hangup", weight: 8 },
+    OpInfo { op: Op::RoomFlood, name: "room_flood", weight: 4 },
+    OpInfo { op: Op::RoomInvalid, name: "room_invalid", weight: 3 },
 ];
 
 impl Op {
@@ -84,9 +107,19 @@ impl Op {
         self.info().name
     }
 
-    /// Whether it works on the pool of held clients (and so changes the true count).
+    /// Whether it works on the pool of held clients (and so changes the true counts).
     pub fn holds(self) -> bool {
-        matches!(self, Op::Join | Op::Leave | Op::Reconnect)
+        matches!(self, Op::Join | Op::Leave | Op::Reconnect | Op::JoinRoom | Op::RoomJoin | Op::RoomLeave)
+    }
+
+    /// Whether it adds a held client.
+    pub fn adds(self) -> bool {
+        matches!(self, Op::Join | Op::JoinRoom)
+    }
+
+    /// Whether it takes a held client out of the pool for its duration (to leave, or to work on it).
+    pub fn takes(self) -> bool {
+        matches!(self, Op::Leave | Op::Reconnect | Op::RoomJoin | Op::RoomLeave)
     }
 
     /// Every operation.
@@ -125,7 +158,7 @@ mod tests {
 
     #[test]
     fn every_operation_has_one_row_and_a_unique_name() {
-        assert_eq!(OPS.len(), Op::Reconnect as usize + 1, "one row per variant");
+        assert_eq!(OPS.len(), Op::RoomInvalid as usize + 1, "one row per variant");
         for (index, info) in OPS.iter().enumerate() {
             assert_eq!(info.op as usize, index, "{} is out of declaration order", info.name);
             assert_eq!(info.op.info().name, info.name);

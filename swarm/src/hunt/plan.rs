@@ -84,7 +84,8 @@ pub fn round_rng(seed: u64, round: u64) -> ChaCha8Rng {
 /// Plans one round: `filter.size` steps drawn by weight, in random order, on random nodes.
 /// Held-pool operations are steered so the pool stays between `target / 2` and `1.5 × target`
 /// (a `leave` below becomes a `join` when allowed; a `join` above becomes a `leave`, or is
-/// dropped when leaving is not allowed).
+/// dropped when leaving is not allowed), and take only clients the round started with (room
+/// operations without one become a `join` when allowed, else are dropped).
 pub fn round(seed: u64, round: u64, filter: &Filter, held: HeldBounds) -> Vec<Step> {
     let mut rng = round_rng(seed, round);
     let allowed: Vec<Op> = filter.ops.iter().copied().filter(|op| held.target > 0 || !op.holds()).collect();
@@ -123,14 +124,14 @@ struct Pool {
 
 impl Pool {
     fn apply(&mut self, op: Op) {
-        match op {
-            Op::Join => self.size += 1,
-            Op::Leave => {
-                self.size -= 1;
-                self.takeable -= 1;
-            }
-            Op::Reconnect => self.takeable -= 1,
-            _ => {}
+        if op.adds() {
+            self.size += 1;
+        }
+        if op.takes() {
+            self.takeable -= 1;
+        }
+        if op == Op::Leave {
+            self.size -= 1;
         }
     }
 }
@@ -191,7 +192,12 @@ fn steer(op: Op, pool: Pool, held: HeldBounds, allowed: &[Op]) -> Option<Op> {
     };
     match op {
         Op::Leave | Op::Reconnect => leave_or_join(op),
-        Op::Join if pool.size >= held.high() => (can(Op::Leave) && pool.takeable > 0).then_some(Op::Leave),
+        Op::RoomJoin | Op::RoomLeave if pool.takeable == 0 => {
+            (pool.size < held.high() && can(Op::Join)).then_some(Op::Join)
+        }
+        op if op.adds() && pool.size >= held.high() => {
+            (can(Op::Leave) && pool.takeable > 0).then_some(Op::Leave)
+        }
         other => Some(other),
     }
 }
@@ -250,7 +256,7 @@ mod tests {
     #[test]
     fn the_held_pool_stays_within_its_bounds() {
         let only_held = Filter {
-            ops: vec![Op::Join, Op::Leave, Op::Reconnect],
+            ops: Op::all().into_iter().filter(|op| op.holds()).collect(),
             nodes: vec![0],
             size: 500,
             mix: Mix::All,
@@ -259,7 +265,7 @@ mod tests {
             let mut pool = 20i64;
             for step in round(seed, 0, &only_held, HELD) {
                 pool += match step.op {
-                    Op::Join => 1,
+                    Op::Join | Op::JoinRoom => 1,
                     Op::Leave => -1,
                     _ => 0,
                 };
@@ -307,16 +313,20 @@ mod tests {
     #[test]
     fn a_round_takes_only_the_clients_it_started_with() {
         let churn = Filter {
-            ops: vec![Op::Join, Op::Leave, Op::Reconnect],
+            ops: Op::all().into_iter().filter(|op| op.holds()).collect(),
             nodes: vec![0],
             size: 400,
             mix: Mix::All,
         };
         for now in [0, 3, 12] {
             let steps = round(8, 1, &churn, HeldBounds { now, target: 20 });
-            let taken = steps.iter().filter(|step| matches!(step.op, Op::Leave | Op::Reconnect)).count();
+            let taken = steps.iter().filter(|step| step.op.takes()).count();
             assert!(taken <= now, "{taken} clients taken of {now}");
+            assert!(steps.iter().any(|step| step.op.adds()));
         }
+        let rooms_only = Filter { ops: vec![Op::RoomJoin, Op::RoomLeave], ..churn };
+        let steps = round(8, 1, &rooms_only, HeldBounds { now: 5, target: 20 });
+        assert_eq!(steps.len(), 5, "room operations on the 5 clients there are, the rest dropped");
     }
 
     #[test]

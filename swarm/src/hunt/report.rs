@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::expect::{NodeVerdict, RoomVerdict, Verdict};
 use super::plan::{self, Step};
 use super::round::{KindCount, Tally};
-use super::settle::{NodeVerdict, Verdict};
 use super::shrink::{Failing, Shrunk};
 use crate::report::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIMED_OUT, Ending};
 
 /// Drifts kept in full in the report (all are counted).
 const DRIFTS_KEPT: usize = 50;
+/// Wrong rooms kept per drift.
+const ROOMS_KEPT: usize = 20;
 
 /// One round after which the nodes did not settle on the truth.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,6 +34,10 @@ pub struct Drift {
     pub held: usize,
     /// Held clients that did not show their node's expected count.
     pub stale_clients: usize,
+    /// Rooms whose count a node's API gave wrong: expected and seen.
+    pub rooms: Vec<RoomVerdict>,
+    /// Held clients that did not show their room's expected count.
+    pub stale_room_clients: usize,
 }
 
 impl Drift {
@@ -45,6 +51,8 @@ impl Drift {
             nodes: verdict.nodes.clone(),
             held: verdict.held,
             stale_clients: verdict.stale_clients,
+            rooms: verdict.rooms.iter().take(ROOMS_KEPT).cloned().collect(),
+            stale_room_clients: verdict.stale_room_clients,
         }
     }
 }
@@ -85,6 +93,8 @@ pub struct Setup {
     pub held: usize,
     /// `--burners`.
     pub burners: usize,
+    /// The hunt's rooms are `<room_prefix><index>`.
+    pub room_prefix: String,
 }
 
 /// What the hunt found; partial when it was cut short.
@@ -147,6 +157,8 @@ pub struct HuntReport {
     pub duration_s: f64,
     /// CPU burner processes that ran beside.
     pub burners: usize,
+    /// The hunt's rooms are `<room_prefix><index>`.
+    pub room_prefix: String,
     /// Rounds run.
     pub rounds: u64,
     /// Sequences started (the warm-up's joins and the shrink trials' included).
@@ -193,6 +205,7 @@ impl HuntReport {
             failure: if let Ending::Failed(message) = ending { Some(message.clone()) } else { None },
             duration_s: elapsed.as_secs_f64(),
             burners: setup.burners,
+            room_prefix: setup.room_prefix.clone(),
             rounds: findings.rounds,
             sequences: findings.tally.sequences(),
             sequences_failed: findings.tally.per_kind.values().map(|count| count.failed).sum(),

@@ -1,9 +1,9 @@
 //! The hunt report: fields, exit codes and text.
 
 use super::*;
+use crate::hunt::expect::{ClientSight, Expectation, RoomVerdict, Shown, Sight};
 use crate::hunt::ops::Op;
 use crate::hunt::plan::{Filter, Mix};
-use crate::hunt::settle::{Expectation, Shown, Sight};
 use crate::hunt::text::text;
 
 fn setup() -> Setup {
@@ -12,6 +12,7 @@ fn setup() -> Setup {
         seed: 77,
         held: 4,
         burners: 2,
+        room_prefix: "hunt-5-".to_owned(),
     }
 }
 
@@ -31,13 +32,21 @@ fn findings(hangups: u64) -> Findings {
     findings
 }
 
-/// The verdict of one leaked socket on node 1 with 3 held clients.
+/// The verdict of one leaked socket on node 1 with 3 held clients, in room 2 on both nodes.
 fn leak() -> Verdict {
-    let expectation = Expectation { users_offset: vec![0, 0], local_offset: vec![0, 0] };
+    let expectation = Expectation {
+        users_offset: vec![0, 0],
+        local_offset: vec![0, 0],
+        room_offsets: vec![Default::default(), Default::default()],
+        room_prefix: "hunt-5-".to_owned(),
+    };
     let shown = |users, local| Some(Shown { users, local });
+    let client = |node| ClientSight { node, value: Some(4), room: None, room_value: None };
+    let room = Some([("hunt-5-2".to_owned(), 1)].into_iter().collect());
     let sight = Sight {
         nodes: vec![shown(4, 2), shown(4, 2)],
-        clients: vec![(0, Some(4)), (0, Some(4)), (1, Some(4))],
+        rooms: vec![room.clone(), room],
+        clients: vec![client(0), client(0), client(1)],
     };
     expectation.judge(&sight)
 }
@@ -52,8 +61,17 @@ fn a_clean_hunt_exits_zero_and_counts_every_kind() {
     assert_eq!(report.per_kind["ws_connect_hangup"].run, 96);
     assert_eq!(report.first_drift_after_sequences, None);
     let json = serde_json::to_value(&report).expect("serializes");
-    for field in ["seed", "sequences", "rounds", "drifts", "per_kind", "shortest", "duration_s", "exit_code"]
-    {
+    for field in [
+        "seed",
+        "sequences",
+        "rounds",
+        "drifts",
+        "per_kind",
+        "shortest",
+        "duration_s",
+        "exit_code",
+        "room_prefix",
+    ] {
         assert!(json.get(field).is_some(), "{field} missing");
     }
     let text = text(&report);
@@ -79,6 +97,9 @@ fn a_drift_fails_the_hunt_and_is_shown_with_its_shortest_round() {
     let drift = &report.drift_rounds[0];
     assert_eq!(drift.ops["ws_connect_hangup"], 2);
     assert_eq!((drift.nodes[1].expected_local, drift.nodes[1].seen_local), (1, Some(2)));
+    let leaked_room = RoomVerdict { node: 1, room: "hunt-5-2".to_owned(), expected: 0, seen: Some(1) };
+    assert_eq!(drift.rooms.len(), 2);
+    assert_eq!(drift.rooms[1], leaked_room);
     let shortest = report.shortest.as_ref().expect("shrunk");
     assert_eq!(shortest.steps, vec!["ws_connect_hangup@1"]);
     assert!(
@@ -91,6 +112,10 @@ fn a_drift_fails_the_hunt_and_is_shown_with_its_shortest_round() {
     assert!(text.contains("drifts          1 (the first after 60 sequences, 1.5 s)"), "{text}");
     assert!(text.contains("round 2 after 60 sequences: node 0: users 3 expected 4 seen"), "{text}");
     assert!(text.contains("node 1: users 3 expected 4 seen, local 1 expected 2 seen"), "{text}");
+    assert!(
+        text.contains("rooms: hunt-5-2 on node 0 0 expected 1 seen, hunt-5-2 on node 1 0 expected 1 seen"),
+        "{text}"
+    );
     assert!(text.contains("1 step(s) on node(s) [1]: ws_connect_hangup×1; seed 123 round 0"), "{text}");
     assert!(
         text.contains(

@@ -1,5 +1,6 @@
 //! Running one round: its steps start in plan order, at most `--concurrency` at a time, each
-//! against its node; held clients that join go into the pool, those that leave come out of it.
+//! against its node; held clients that join go into the pool, those that leave come out of it,
+//! and those that move between rooms go back into it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,6 +19,7 @@ use super::plan::Step;
 use super::{polling, raw};
 use crate::client::ClientSpec;
 use crate::messages::Target;
+use crate::rooms::{NO_ROOM, RoomPlan};
 
 /// Slack on top of the per-sequence bounds before a round gives up on its stragglers.
 const ROUND_SLACK: Duration = Duration::from_secs(10);
@@ -65,10 +67,10 @@ impl Tally {
         self.per_kind.entry(op).or_default().skipped += 1;
     }
 
-    fn record(&mut self, op: Op, result: &Result<Option<Held>, String>) {
+    fn record(&mut self, op: Op, result: &Result<(), String>) {
         let count = self.per_kind.entry(op).or_default();
         match result {
-            Ok(_) => count.run += 1,
+            Ok(()) => count.run += 1,
             Err(kind) => {
                 count.failed += 1;
                 *self.errors.entry(format!("{op}: {kind}")).or_insert(0) += 1;
@@ -77,7 +79,9 @@ impl Tally {
     }
 }
 
-type Sequence = Pin<Box<dyn Future<Output = Result<Option<Held>, String>> + Send>>;
+/// How a sequence ended, and the held client it leaves in the pool (joined, or worked on).
+type Finished = (Result<(), String>, Option<Held>);
+type Sequence = Pin<Box<dyn Future<Output = Finished> + Send>>;
 
 /// Runs rounds against a fixed set of nodes.
 #[derive(Debug)]
@@ -89,27 +93,30 @@ pub struct Executor {
     next_source: usize,
     timeout: Duration,
     concurrency: usize,
+    rooms: Arc<RoomPlan>,
 }
 
 impl Executor {
     /// An executor for `targets`, binding sockets to `sources` in turn (empty: the kernel's
-    /// choice); each sequence is bounded by `timeout`.
+    /// choice), with `rooms` for the room sequences; each sequence is bounded by `timeout`.
     pub fn new(
         targets: Vec<Target>,
         sources: Vec<IpAddr>,
         timeout: Duration,
         concurrency: usize,
+        rooms: RoomPlan,
     ) -> anyhow::Result<Self> {
         let polling_urls = targets.iter().map(polling::polling_url).collect();
         let http = reqwest::Client::builder().timeout(timeout).pool_max_idle_per_host(8).build()?;
         let targets = targets.into_iter().map(Arc::new).collect();
-        Ok(Self { targets, polling_urls, http, sources, next_source: 0, timeout, concurrency })
+        let rooms = Arc::new(rooms);
+        Ok(Self { targets, polling_urls, http, sources, next_source: 0, timeout, concurrency, rooms })
     }
 
     /// Runs `steps` and waits for all of them (or gives up on stragglers after the bound).
     pub async fn run(&mut self, steps: &[Step], pool: &mut HeldPool, tally: &mut Tally) {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut running: JoinSet<(Op, Result<Option<Held>, String>)> = JoinSet::new();
+        let mut running: JoinSet<(Op, Finished)> = JoinSet::new();
         let deadline = Instant::now() + self.timeout * 2 + ROUND_SLACK;
         for step in steps {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
@@ -147,34 +154,51 @@ impl Executor {
 
     /// The future of one step, or `None` when a held-pool step finds no held client.
     fn sequence(&mut self, step: &Step, pool: &mut HeldPool) -> Option<Sequence> {
-        let node = step.node;
-        let op = step.op;
+        let (node, op, pick) = (step.node, step.op, step.pick);
         let timeout = self.timeout;
+        let rooms = self.rooms.count;
         let sequence: Sequence = match op {
-            Op::Join => Box::pin(join(self.client_spec(node), node)),
+            Op::Join => Box::pin(join(self.client_spec(node), node, NO_ROOM)),
+            Op::JoinRoom => Box::pin(join(self.client_spec(node), node, pick % rooms)),
             Op::Leave => {
-                let leaving = pool.take(node, step.pick)?;
-                Box::pin(async move { leaving.leave().await.map(|()| None) })
+                let leaving = pool.take(node, pick)?;
+                Box::pin(async move { (leaving.leave().await, None) })
             }
             Op::Reconnect => {
-                let leaving = pool.take(node, step.pick)?;
-                let spec = self.client_spec(node);
+                let leaving = pool.take(node, pick)?;
+                let (spec, room) = (self.client_spec(node), leaving.room().unwrap_or(NO_ROOM));
                 Box::pin(async move {
-                    leaving.leave().await?;
-                    join(spec, node).await
+                    match leaving.leave().await {
+                        Ok(()) => join(spec, node, room).await,
+                        Err(kind) => (Err(kind), None),
+                    }
                 })
+            }
+            Op::RoomJoin => {
+                let mut held = pool.take(node, pick)?;
+                let mut room = pick % rooms;
+                if held.room() == Some(room) {
+                    room = (room + 1) % rooms;
+                }
+                Box::pin(async move { (held.move_to(room, timeout).await, Some(held)) })
+            }
+            Op::RoomLeave => {
+                let mut held = pool.take_where(node, pick, |held| held.room().is_some())?;
+                Box::pin(async move { (held.move_to(NO_ROOM, timeout).await, Some(held)) })
             }
             Op::PollConnectDisconnect | Op::PollConnectDisconnectBatched | Op::PollConnectDrop => {
                 let http = self.http.clone();
                 let url = self.polling_urls[node].clone();
-                Box::pin(async move { polling::run(op, &http, &url).await.map(|()| None) })
+                Box::pin(async move { (polling::run(op, &http, &url).await, None) })
             }
             _ => {
                 let target = Arc::clone(&self.targets[node]);
                 let source = self.next_source();
+                let rooms = Arc::clone(&self.rooms);
                 Box::pin(async move {
-                    let bounded = tokio::time::timeout(timeout, raw::run(op, &target, source)).await;
-                    bounded.unwrap_or_else(|_| Err("timeout".to_owned())).map(|()| None)
+                    let bounded =
+                        tokio::time::timeout(timeout, raw::run(op, &target, source, &rooms, pick)).await;
+                    (bounded.unwrap_or_else(|_| Err("timeout".to_owned())), None)
                 })
             }
         };
@@ -186,6 +210,7 @@ impl Executor {
             target: Arc::clone(&self.targets[node]),
             source: self.next_source(),
             timeout: self.timeout,
+            rooms: Some(Arc::clone(&self.rooms)),
         }
     }
 
@@ -196,14 +221,17 @@ impl Executor {
     }
 }
 
-async fn join(spec: ClientSpec, node: usize) -> Result<Option<Held>, String> {
-    held::join(spec, node).await.map(Some)
+async fn join(spec: ClientSpec, node: usize, room: u32) -> Finished {
+    match held::join(spec, node, room).await {
+        Ok(held) => (Ok(()), Some(held)),
+        Err(kind) => (Err(kind), None),
+    }
 }
 
-/// Books a finished sequence: a joined client goes into the pool.
-fn finish(op: Op, result: Result<Option<Held>, String>, pool: &mut HeldPool, tally: &mut Tally) {
+/// Books a finished sequence: a held client it joined or worked on goes (back) into the pool.
+fn finish(op: Op, (result, held): Finished, pool: &mut HeldPool, tally: &mut Tally) {
     tally.record(op, &result);
-    if let Ok(Some(held)) = result {
+    if let Some(held) = held {
         pool.add(held);
     }
 }

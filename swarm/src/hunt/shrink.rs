@@ -199,7 +199,9 @@ mod tests {
         assert_eq!(candidates.last().map(|filter| filter.size), Some(4));
         let many = failing(Op::all(), 200);
         let halves: Vec<Filter> = super::candidates(&many).into_iter().take(2).collect();
-        assert_eq!(halves[0].ops.len() + halves[1].ops.len(), Op::all().len(), "{halves:?}");
+        let ran = plan::census(&many.steps).len();
+        assert!(ran > 10, "{ran}");
+        assert_eq!(halves[0].ops.len() + halves[1].ops.len(), ran, "the kinds the round ran: {halves:?}");
         assert!(halves[0].ops.iter().all(|op| !halves[1].ops.contains(op)));
         let done = Failing {
             filter: Filter { ops: vec![Op::WsAckHangup], nodes: vec![0], size: 1, mix: Mix::All },

@@ -109,12 +109,22 @@ fn drift_line(drift: &Drift) -> String {
         })
         .collect();
     let ops: Vec<String> = drift.ops.iter().map(|(op, count)| format!("{op}×{count}")).collect();
+    let rooms: Vec<String> = drift
+        .rooms
+        .iter()
+        .map(|room| {
+            let seen = room.seen.map_or_else(|| "?".to_owned(), |seen| seen.to_string());
+            format!("{} on node {} {} expected {seen} seen", room.room, room.node, room.expected)
+        })
+        .collect();
+    let rooms = if rooms.is_empty() { String::new() } else { format!("; rooms: {}", rooms.join(", ")) };
     format!(
-        "{round} after {} sequences: {}; {} stale clients of {}; ran {}",
+        "{round} after {} sequences: {}{rooms}; {} stale clients of {} ({} stale in their room); ran {}",
         drift.after_sequences,
         nodes.join("; "),
         drift.stale_clients,
         drift.held,
+        drift.stale_room_clients,
         ops.join(" ")
     )
 }

@@ -1,4 +1,7 @@
-//! A worker's clients: slots, spawning, stopping oldest first, and the counters over them.
+//! A worker's clients: slots, spawning, stopping oldest first, and the counters over them;
+//! their rooms in [`rooms`].
+
+mod rooms;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -7,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use self::rooms::Rooms;
 use super::client::{self, ClientCell, ClientEvent, ClientSpec};
 use super::messages::{Status, Target, WorkerConfig, WorkerReport, now_us};
 
@@ -15,6 +19,15 @@ struct Live {
     id: u64,
     cell: Arc<ClientCell>,
     stop: Option<oneshot::Sender<()>>,
+    /// A room move was asked for and has not finished.
+    moving: bool,
+}
+
+impl Live {
+    /// Connected, and not told to leave.
+    fn active(&self) -> bool {
+        self.stop.is_some() && self.cell.connected.load(Ordering::Acquire)
+    }
 }
 
 /// What one client event changed, for the phase bookkeeping.
@@ -24,6 +37,10 @@ pub enum Outcome {
     Connected,
     /// A connect failed.
     Failed,
+    /// A room move got both acks.
+    Moved,
+    /// A room move was refused or cut short.
+    MoveFailed,
     /// A client the pool stopped has ended.
     Left,
     /// A connected client was dropped by the server or the network.
@@ -46,16 +63,21 @@ pub struct Pool {
     pub closing: u64,
     /// Clients connected now (including those leaving).
     pub connected: u64,
+    /// Room moves asked for and not finished.
+    moving: u64,
     /// When the pool last changed the presence total (µs since the epoch).
     pub last_change_us: u64,
     /// Counters over the whole run (message counts of ended clients included).
     pub report: WorkerReport,
+    /// The clients' rooms, when the run has rooms.
+    rooms: Option<Rooms>,
 }
 
 impl Pool {
     /// A pool reporting its clients' events to `events`.
     pub fn new(config: WorkerConfig, events: mpsc::UnboundedSender<ClientEvent>) -> Self {
         let targets = config.targets.iter().cloned().map(Arc::new).collect();
+        let rooms = config.rooms.clone().map(|plan| Rooms::new(plan, config.index));
         Self {
             targets,
             config,
@@ -67,8 +89,10 @@ impl Pool {
             connecting: 0,
             closing: 0,
             connected: 0,
+            moving: 0,
             last_change_us: 0,
             report: WorkerReport::default(),
+            rooms,
         }
     }
 
@@ -86,16 +110,20 @@ impl Pool {
             target: Arc::clone(target),
             source,
             timeout: Duration::from_millis(self.config.connect_timeout_ms),
+            rooms: self.rooms.as_ref().map(Rooms::plan),
         };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let cell = Arc::new(ClientCell::default());
+        let cell = Arc::new(match &mut self.rooms {
+            Some(rooms) => ClientCell::in_room(rooms.draw()),
+            None => ClientCell::default(),
+        });
         let (stop, stop_rx) = oneshot::channel();
         let events = self.events.clone();
         tokio::spawn(client::run(spec, slot, Arc::clone(&cell), stop_rx, events));
-        self.slots[slot] = Some(Live { id, cell, stop: Some(stop) });
+        self.slots[slot] = Some(Live { id, cell, stop: Some(stop), moving: false });
         self.connecting += 1;
         self.report.attempted += 1;
         if self.report.first_start_us == 0 {
@@ -118,6 +146,9 @@ impl Pool {
             let _ = stop.send(());
             self.closing += 1;
             self.last_change_us = now_us();
+            if let Some(rooms) = &mut self.rooms {
+                rooms.changed(live.cell.room.load(Ordering::Acquire), self.last_change_us);
+            }
             return true;
         }
         false
@@ -136,8 +167,13 @@ impl Pool {
                 self.report.peak_connected = self.report.peak_connected.max(self.connected);
                 self.last_change_us = now_us();
                 self.report.last_ok_us = self.last_change_us;
+                let room = self.slots[slot].as_ref().map(|live| live.cell.room.load(Ordering::Acquire));
+                if let (Some(rooms), Some(room)) = (&mut self.rooms, room) {
+                    rooms.changed(room, self.last_change_us);
+                }
                 Some(Outcome::Connected)
             }
+            ClientEvent::Moved { slot, outcome } => self.on_moved(slot, outcome),
             ClientEvent::Ended { slot, was_connected, error } => self.on_ended(slot, was_connected, error),
         }
     }
@@ -145,10 +181,12 @@ impl Pool {
     fn on_ended(&mut self, slot: usize, was_connected: bool, error: Option<String>) -> Option<Outcome> {
         let live = self.slots.get_mut(slot)?.take()?;
         self.free.push(slot);
-        let messages = live.cell.messages.load(Ordering::Relaxed);
-        self.report.messages_total += messages;
-        self.report.messages_max = self.report.messages_max.max(messages);
+        self.count_messages(&live.cell);
         let stopped = live.stop.is_none();
+        if live.moving {
+            self.moving = self.moving.saturating_sub(1);
+            self.report.moves_failed += 1;
+        }
         if !was_connected {
             self.connecting = self.connecting.saturating_sub(1);
             self.report.failed += 1;
@@ -162,6 +200,9 @@ impl Pool {
             return Some(Outcome::Left);
         }
         self.report.dropped += 1;
+        if let Some(rooms) = &mut self.rooms {
+            rooms.changed(live.cell.room.load(Ordering::Acquire), now_us());
+        }
         let kind = error.unwrap_or_else(|| "dropped".to_owned());
         *self.report.errors.entry(kind).or_insert(0) += 1;
         Some(Outcome::Dropped)
@@ -171,7 +212,7 @@ impl Pool {
     pub fn status(&self, truth: Option<i64>) -> Status {
         let mut status = Status::default();
         for live in self.slots.iter().flatten() {
-            if !live.cell.connected.load(Ordering::Acquire) || live.stop.is_none() {
+            if !live.active() {
                 continue;
             }
             status.connected += 1;
@@ -192,10 +233,29 @@ impl Pool {
     pub fn final_report(&self) -> WorkerReport {
         let mut report = self.report.clone();
         for live in self.slots.iter().flatten() {
-            let messages = live.cell.messages.load(Ordering::Relaxed);
-            report.messages_total += messages;
-            report.messages_max = report.messages_max.max(messages);
+            add_messages(&mut report, &live.cell);
         }
         report
+    }
+
+    fn count_messages(&mut self, cell: &ClientCell) {
+        add_messages(&mut self.report, cell);
+    }
+}
+
+/// Adds one client's message counts to `report`.
+fn add_messages(report: &mut WorkerReport, cell: &ClientCell) {
+    let messages = cell.messages.load(Ordering::Relaxed);
+    report.messages_total += messages;
+    report.messages_max = report.messages_max.max(messages);
+    let room_messages = u64::from(cell.room_messages.load(Ordering::Relaxed));
+    report.room_messages_total += room_messages;
+    report.room_messages_max = report.room_messages_max.max(room_messages);
+}
+
+impl Pool {
+    /// Room moves asked for and not finished.
+    pub fn moves_in_flight(&self) -> u64 {
+        self.moving
     }
 }

@@ -1,20 +1,26 @@
 //! One lean Socket.IO client: TCP (bound to a source address), WebSocket, Engine.IO open,
-//! Socket.IO connect to `/`, then pongs and `refresh users` counting until told to leave.
+//! Socket.IO connect to `/` (in a room, with `room=` in the query), then pongs, `refresh users`
+//! and `room users` counting, and room moves when its worker asks, until told to leave.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::messages::{Target, now_us};
+mod session;
+
+use self::session::{Session, observe};
+use super::messages::Target;
+use super::mover::MoveOutcome;
 use super::protocol::{self, Packet, SocketPacket};
+use super::rooms::{NO_ROOM, RoomPlan};
 
 /// `last_value` of a client that has not seen a total yet.
 pub const NO_VALUE: i64 = i64::MIN;
@@ -24,7 +30,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// What one client shares with its worker while it lives: the last total it saw, when that
-/// changed, and how many totals it received.
+/// changed, and how many totals it received; the same for its room, and the room its worker
+/// wants it in.
 #[derive(Debug)]
 pub struct ClientCell {
     /// Whether the Socket.IO connect was acknowledged and the client has not left.
@@ -35,6 +42,18 @@ pub struct ClientCell {
     pub changed_at_us: AtomicU64,
     /// `refresh users` messages received.
     pub messages: AtomicU64,
+    /// The room it is in, or is joining ([`NO_ROOM`]: none).
+    pub room: AtomicU32,
+    /// The last `room users` connections of `room`, or [`NO_VALUE`].
+    pub room_value: AtomicI64,
+    /// When `room_value` last changed (µs since the epoch).
+    pub room_changed_at_us: AtomicU64,
+    /// `room users` messages received (any room).
+    pub room_messages: AtomicU32,
+    /// The room its worker wants it in; a difference from `room` is a move to make.
+    pub wanted_room: AtomicU32,
+    /// Wakes the client when `wanted_room` changed.
+    pub wake: Notify,
 }
 
 impl Default for ClientCell {
@@ -44,7 +63,29 @@ impl Default for ClientCell {
             last_value: AtomicI64::new(NO_VALUE),
             changed_at_us: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            room: AtomicU32::new(NO_ROOM),
+            room_value: AtomicI64::new(NO_VALUE),
+            room_changed_at_us: AtomicU64::new(0),
+            room_messages: AtomicU32::new(0),
+            wanted_room: AtomicU32::new(NO_ROOM),
+            wake: Notify::new(),
         }
+    }
+}
+
+impl ClientCell {
+    /// A cell for a client that joins `room` at connect.
+    pub fn in_room(room: u32) -> Self {
+        let cell = ClientCell::default();
+        cell.room.store(room, Ordering::Relaxed);
+        cell.wanted_room.store(room, Ordering::Relaxed);
+        cell
+    }
+
+    /// Asks the client to move to `room` (it leaves its room, then joins that one).
+    pub fn move_to(&self, room: u32) {
+        self.wanted_room.store(room, Ordering::Release);
+        self.wake.notify_one();
     }
 }
 
@@ -57,6 +98,13 @@ pub enum ClientEvent {
         slot: usize,
         /// TCP connect start to Socket.IO connect ack.
         latency_us: u64,
+    },
+    /// A room move finished (see [`ClientCell::move_to`]).
+    Moved {
+        /// The worker's slot of this client.
+        slot: usize,
+        /// What it did.
+        outcome: MoveOutcome,
     },
     /// The client ended: `error` is `None` when it left because it was told to.
     Ended {
@@ -76,8 +124,10 @@ pub struct ClientSpec {
     pub target: Arc<Target>,
     /// Source address to bind to, if any.
     pub source: Option<IpAddr>,
-    /// Connect timeout.
+    /// Connect timeout, and how long a `join` / `leave` may wait for its ack.
     pub timeout: Duration,
+    /// The run's rooms (the cell's `room` is an index into them), if it has any.
+    pub rooms: Option<Arc<RoomPlan>>,
 }
 
 /// Small buffers: a presence client reads tiny text frames and writes a few bytes.
@@ -116,8 +166,9 @@ pub async fn run(
     let latency_us = started.elapsed().as_micros() as u64;
     cell.connected.store(true, Ordering::Release);
     let _ = events.send(ClientEvent::Connected { slot, latency_us });
+    let session = Session { spec: &spec, cell: &cell, slot, events: &events };
     let error = tokio::select! {
-        error = serve(&mut ws, &cell) => Some(error),
+        error = session.serve(&mut ws) => Some(error),
         _ = &mut stop => None,
     };
     cell.connected.store(false, Ordering::Release);
@@ -131,7 +182,11 @@ pub async fn run(
 async fn connect(spec: &ClientSpec, cell: &ClientCell) -> Result<Ws, String> {
     let tcp = open_tcp(spec.target.addr, spec.source).await?;
     let _ = tcp.set_nodelay(true);
-    let request = spec.target.ws_url.as_str();
+    let room = cell.room.load(Ordering::Acquire);
+    let request = match &spec.rooms {
+        Some(plan) if room != NO_ROOM => with_room(&spec.target.ws_url, &plan.name(room)),
+        _ => spec.target.ws_url.clone(),
+    };
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config()))
         .await
         .map_err(|error| ws_kind(&error))?;
@@ -148,7 +203,7 @@ async fn connect(spec: &ClientSpec, cell: &ClientCell) -> Result<Ws, String> {
                 return Err("socketio_connect_error".to_owned());
             }
             Ok(Packet::Ping) => send(&mut ws, protocol::PONG).await?,
-            Ok(packet) => observe(&packet, cell),
+            Ok(packet) => observe(&packet, cell, spec.rooms.as_deref()),
             Err(_) => return Err("protocol".to_owned()),
         }
     }
@@ -176,44 +231,23 @@ pub(crate) async fn next_text(ws: &mut Ws) -> Result<String, String> {
     }
 }
 
-async fn send(ws: &mut Ws, text: &'static str) -> Result<(), String> {
+pub(crate) async fn send(ws: &mut Ws, text: &'static str) -> Result<(), String> {
     ws.send(Message::text(text)).await.map_err(|error| ws_kind(&error))
 }
 
-/// Answers pings and records totals until the connection ends; returns why it ended.
-async fn serve(ws: &mut Ws, cell: &ClientCell) -> String {
-    loop {
-        let text = match ws.next().await {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | None => return "dropped_closed".to_owned(),
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => return format!("dropped_{}", ws_kind(&error)),
-        };
-        match protocol::parse(text.as_str()) {
-            Ok(Packet::Ping) => {
-                if let Err(kind) = send(ws, protocol::PONG).await {
-                    return format!("dropped_{kind}");
-                }
-            }
-            Ok(Packet::Close) => return "dropped_engineio_close".to_owned(),
-            Ok(Packet::Message(SocketPacket::Disconnect { namespace: "/" })) => {
-                return "dropped_server_disconnect".to_owned();
-            }
-            Ok(packet) => observe(&packet, cell),
-            Err(_) => {}
+/// `url` with `&room=<name>` (percent-encoded) appended.
+pub(crate) fn with_room(url: &str, room: &str) -> String {
+    let mut out = String::with_capacity(url.len() + room.len() * 3 + 6);
+    out.push_str(url);
+    out.push_str("&room=");
+    for byte in room.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
         }
     }
-}
-
-/// Records a `refresh users` total.
-fn observe(packet: &Packet<'_>, cell: &ClientCell) {
-    let Some(total) = protocol::refresh_total(packet) else {
-        return;
-    };
-    cell.messages.fetch_add(1, Ordering::Relaxed);
-    if cell.last_value.swap(total, Ordering::AcqRel) != total {
-        cell.changed_at_us.store(now_us(), Ordering::Release);
-    }
+    out
 }
 
 /// Leaves `/`, closes the WebSocket and waits briefly for the server's close.
