@@ -4,39 +4,21 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use rollcall_wire::{RoomCount, RoomCounts, RoomsPage, RoomsQuery};
 use serde::Deserialize;
 
+use super::error::{ApiError, bad_request};
 use crate::count::RoomName;
-use crate::presence::{BackendError, Counts, PresenceBackend};
+use crate::presence::{Counts, PresenceBackend};
 
 /// Most rooms in one page or one counts request.
 pub const MAX_ROOMS_PER_REQUEST: usize = 1000;
 /// Rooms in a page when `limit` is not given.
 const DEFAULT_PAGE: usize = 100;
-
-/// A JSON error with its status: `{"error": "..."}`.
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<BackendError> for ApiError {
-    fn from(error: BackendError) -> Self {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the counts cannot be read right now: {error}"))
-    }
-}
-
-fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message.into())
-}
+/// The room whose name is the last segment of `POST /api/rooms/counts`.
+const COUNTS_ROOM: &str = "counts";
 
 fn room(name: &str) -> Result<RoomName, ApiError> {
     RoomName::new(name).map_err(|e| bad_request(format!("invalid room: {e}")))
@@ -49,9 +31,23 @@ fn document(room: &RoomName, counts: Counts) -> RoomCount {
 /// `GET /api/rooms/{room}`: zeros for an empty or unknown room.
 pub async fn one(
     State(backend): State<Arc<dyn PresenceBackend>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RoomCount>, ApiError> {
-    let room = room(&name)?;
+    let Path(name) = name?;
+    count_of(backend.as_ref(), &name).await
+}
+
+/// `GET /api/rooms/counts`: the room named `counts`. The router matches the literal path of
+/// `POST /api/rooms/counts` before `/api/rooms/{room}`, so without this route that one room
+/// could not be read (405).
+pub async fn one_named_counts(
+    State(backend): State<Arc<dyn PresenceBackend>>,
+) -> Result<Json<RoomCount>, ApiError> {
+    count_of(backend.as_ref(), COUNTS_ROOM).await
+}
+
+async fn count_of(backend: &dyn PresenceBackend, name: &str) -> Result<Json<RoomCount>, ApiError> {
+    let room = room(name)?;
     let counts = backend.room_counts(std::slice::from_ref(&room)).await?;
     Ok(Json(document(&room, counts.first().copied().unwrap_or_default())))
 }
@@ -71,7 +67,7 @@ pub async fn list(
     State(backend): State<Arc<dyn PresenceBackend>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<RoomsPage>, ApiError> {
-    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_ROOMS_PER_REQUEST).contains(&limit) {
         return Err(bad_request(format!("limit must be between 1 and {MAX_ROOMS_PER_REQUEST}")));
@@ -92,7 +88,7 @@ pub async fn many(
     State(backend): State<Arc<dyn PresenceBackend>>,
     body: Result<Json<RoomsQuery>, JsonRejection>,
 ) -> Result<Json<RoomCounts>, ApiError> {
-    let Json(query) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(query) = body?;
     if query.rooms.len() > MAX_ROOMS_PER_REQUEST {
         return Err(bad_request(format!("at most {MAX_ROOMS_PER_REQUEST} rooms per request")));
     }
