@@ -290,7 +290,10 @@ def check_refusals(api):
         api.send("POST", "/api/rooms/counts", MANY, 400, data=body, headers=json_type)
     api.send("POST", "/api/rooms/counts", MANY, 400, json={"rooms": ["r"] * 1001})
     api.send("POST", "/api/rooms/counts", MANY, 413, json={"rooms": ["a" * (1 << 20)]})
-    for query in ["limit=0", "limit=1001", "limit=ten", "limit=1&limit=2", "unknown=1", "cursor=", "prefix=a%0Ab"]:
+    for query in [
+        *["limit=0", "limit=1001", "limit=ten", "limit=1&limit=2", "unknown=1"],
+        *["cursor=", "prefix=a%0Ab", "prefix=%FF", "cursor=caf%C3"],
+    ]:
         api.send("GET", f"/api/rooms?{query}", LIST, 400)
     for path in ["/api/rooms/%FF", "/api/rooms/a%01b"]:
         api.send("GET", path, ONE, 400)

@@ -197,11 +197,20 @@ test('an invalid room at connect is refused with the reason and counts nobody; j
 
   const full = await connect(nodes[1].url, { transports: ['polling'], auth: { rooms: ['r1', 'r2', 'r3'] }, label: 'full' });
   expectAck(await full.ack('join', 'r4'), 'r4', 1, 'the fourth room');
-  expectRefusal(await full.ack('join', 'r5'), `a join beyond ${MAX_ROOMS} rooms`);
+  const beyond = await full.ack('join', 'r5');
+  expectRefusal(beyond, `a join beyond ${MAX_ROOMS} rooms`);
+  assert.equal(beyond.error, `this connection is already in ${MAX_ROOMS} rooms, the most allowed`);
   expectAck(await full.ack('join', 'r1'), 'r1', 1, 'a room it is already in');
-  expectRefusal(await full.ack('join', ''), 'an empty name');
-  expectRefusal(await full.ack('join', 42), 'a number');
-  expectRefusal(await full.ack('join', { members: true }), 'an object without a room');
+  for (const [name, why] of [
+    ['', 'a room name must not be empty'],
+    [42, 'a room name must be a string'],
+    [{ members: true }, 'a room name must be a string'],
+    ['a\nb', 'a room name must not contain control characters'],
+  ]) {
+    const refused = await full.ack('join', name);
+    expectRefusal(refused, `join ${JSON.stringify(name)}`);
+    assert.equal(refused.error, why, `join ${JSON.stringify(name)}`);
+  }
   await apiShows(nodes, 'r5', 0);
   expectAck(await full.ack('leave', 'r4'), 'r4', 0, 'leave to make space');
   expectAck(await full.ack('join', 'r5'), 'r5', 1, 'the fifth room, now the fourth');
