@@ -87,6 +87,21 @@ wait_for() {
   fail "$what: not within ${DEADLINE_S} s"
 }
 
+# Sends SIGTERM to $1 (started here) and waits at most DEADLINE_S for it; returns its status.
+stop_and_wait() {
+  local pid=$1 i status=0 kept=()
+  kill -TERM "$pid"
+  for ((i = 0; i < DEADLINE_S * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  wait "$pid" || status=$?
+  # Reaped: its PID may be reused, so the cleanup must not signal it any more.
+  for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || kept+=("$i"); done
+  PIDS=("${kept[@]}")
+  return "$status"
+}
+
 http_ok() { "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1"; }
 
 start_redis() {
@@ -100,10 +115,12 @@ start_redis() {
 
 # start_node NAME [ENV=VALUE...]: sets NODE_URL.
 start_node() {
-  local name=$1 port pid
+  local name=$1 port pid var unset=()
   shift
   port="$(free_port)"
-  env -u ROLLCALL_REDIS_URL ROLLCALL_PORT="$port" ROLLCALL_BIND=127.0.0.1 ROLLCALL_NODE_ID="$name" \
+  # No ROLLCALL_* setting leaks in from the caller's shell.
+  for var in $(compgen -e); do if [[ $var == ROLLCALL_* ]]; then unset+=(-u "$var"); fi; done
+  env "${unset[@]}" ROLLCALL_PORT="$port" ROLLCALL_BIND=127.0.0.1 ROLLCALL_NODE_ID="$name" \
     ROLLCALL_LOG_LEVEL=warn "$@" "$BIN" serve >"$WORK/$name.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
@@ -128,8 +145,7 @@ contract() {
     || fail "$name: schemathesis found the server and its document disagreeing (above)"
   note "== $name: edges"
   "$VENV/bin/python" scripts/api_contract.py edges "$url" || fail "$name: edges"
-  kill -TERM "$clients"
-  wait "$clients" || fail "$name: clients: $(tail -n 5 "$WORK/$name-clients.log")"
+  stop_and_wait "$clients" || fail "$name: clients: $(tail -n 5 "$WORK/$name-clients.log")"
   cat "$WORK/$name-clients.log"
 }
 

@@ -17,7 +17,6 @@ Every wait has a deadline. Exit code 0 only if every check held.
 Imported by schemathesis (SCHEMATHESIS_HOOKS=api_contract), it registers `filter_case` below.
 """
 
-import json
 import signal
 import sys
 import threading
@@ -138,8 +137,15 @@ def expect_ack(ack, room, connections):
     check(ack == want, f"ack {ack!r}, want exactly {want!r}")
 
 
+def get_json(url):
+    """GET a JSON document, which must come with a 200."""
+    response = requests.get(url, timeout=TIMEOUT)
+    check(response.status_code == 200, f"GET {url}: {response.status_code} {response.text[:200]!r}")
+    return response.json()
+
+
 def presence_local(url):
-    return requests.get(f"{url}/api/presence", timeout=TIMEOUT).json()["local"]
+    return get_json(f"{url}/api/presence")["local"]
 
 
 def refused_at_connect(url, label, **how):
@@ -184,7 +190,7 @@ def run_clients(url, ready_path):
         want = {"room": room, "users": connections, "connections": connections}
         eventually(
             f"GET /api/rooms/{path}",
-            lambda: check(requests.get(f"{url}/api/rooms/{path}", timeout=TIMEOUT).json() == want, want),
+            lambda: check(get_json(f"{url}/api/rooms/{path}") == want, want),
         )
     hold(ready_path)
     check(not watcher.room_users, f"watcher heard {watcher.room_users}")
