@@ -33,6 +33,8 @@ BIN="${ROLLCALL_BIN:-target/debug/rollcall}"
 SEED="${API_CONTRACT_SEED:-20260601}"
 MAX_EXAMPLES="${API_CONTRACT_MAX_EXAMPLES:-100}"
 DEADLINE_S=30 # for one process to get ready
+# schemathesis imports scripts/api_contract.py as its hooks: leave no __pycache__ in the tree.
+export PYTHONDONTWRITEBYTECODE=1
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 note() { printf '%s\n' "$*" >&2; }
