@@ -4,8 +4,10 @@
 #   1. cargo test              (unit tests + the integration binary tests/it: real redis-server,
 #                               real nodes, a real Rust Socket.IO client, a real Prometheus)
 #   2. node --test tests/e2e   (the official socket.io-client and headless Chromium, end to end)
-#   3. scripts/check-observability.sh (alert rules and their promtool tests, Grafana dashboard)
-#   4. scripts/validate-deploy.sh (Dockerfile, compose, k8s and load-balancer configs, offline)
+#   3. scripts/api-contract.sh (the HTTP API against its OpenAPI document with schemathesis, and
+#                              rooms from python-socketio, on a standalone and a Redis node)
+#   4. scripts/check-observability.sh (alert rules and their promtool tests, Grafana dashboard)
+#   5. scripts/validate-deploy.sh (Dockerfile, compose, k8s and load-balancer configs, offline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+# scripts/api-contract.sh and scripts/validate-deploy.sh make their venvs with it (python3-venv
+# is installed by them when `python3 -m venv` needs it).
+command -v python3 >/dev/null || missing+=(python3)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v node >/dev/null || missing+=(nodejs)
@@ -48,6 +54,9 @@ cargo test --workspace --locked
 say "end to end: official socket.io-client and Chromium"
 export ROLLCALL_BIN="$PWD/target/debug/rollcall"
 node --test --test-concurrency=1 tests/e2e/
+
+say "HTTP API against its OpenAPI document (schemathesis), rooms from python-socketio"
+scripts/api-contract.sh
 
 say "alert rules (promtool) and Grafana dashboard"
 scripts/check-observability.sh

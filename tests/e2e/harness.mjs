@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { after, beforeEach, afterEach } from 'node:test';
 import { io } from 'socket.io-client';
 
@@ -496,13 +497,17 @@ export async function startCluster(redis, n = 3, { tag = 'cluster', env = {} } =
 
 let clientCounter = 0;
 
-/** Wraps a socket.io-client socket and records every `refresh users` value it receives. */
+/**
+ * Wraps a socket.io-client socket and records every `refresh users` value it receives, and every
+ * `room users` payload (`{room, users, connections}`) in arrival order.
+ */
 export class Client {
   constructor(socket, label) {
     this.socket = socket;
     this.label = label;
     /** @type {number[]} */ this.values = [];
     /** @type {number[]} */ this.times = [];
+    /** @type {Array<{room: string, users: number, connections: number}>} */ this.roomEvents = [];
     this.createdAt = Date.now();
     this.connectedAt = null;
     this.closed = false;
@@ -514,6 +519,45 @@ export class Client {
       this.values.push(n);
       this.times.push(Date.now());
       for (const w of this._waiters) w();
+    });
+    socket.on('room users', (payload) => {
+      this.roomEvents.push(payload);
+      for (const w of this._waiters) w();
+    });
+  }
+
+  /** The `room users` payloads of `room` received since `mark` (a `roomMark()`), oldest first. */
+  roomValues(room, mark = 0) {
+    return this.roomEvents.slice(mark).filter((p) => p?.room === room);
+  }
+
+  /** The latest `room users` payload of `room`, or undefined before the first. */
+  roomLast(room) {
+    const seen = this.roomValues(room);
+    return seen[seen.length - 1];
+  }
+
+  /** A mark for `roomValues`: the number of `room users` payloads seen so far. */
+  roomMark() {
+    return this.roomEvents.length;
+  }
+
+  /** Resolves when the latest `room users` of `room` is exactly `{room, users: n, connections: n}`. */
+  waitRoom(room, n, timeoutMs = 5000) {
+    const exact = () => {
+      const last = this.roomLast(room);
+      return last !== undefined && isDeepStrictEqual(last, { room, users: n, connections: n });
+    };
+    return this._until(exact, timeoutMs, `${this.label}: expected room users ${room} = ${n} (last ${JSON.stringify(this.roomLast(room))})`);
+  }
+
+  /** Emits `event` with `data` and the ack callback; resolves with the ack's one argument. */
+  ack(event, data, timeoutMs = 5000) {
+    return new Promise((resolve, reject) => {
+      this.socket.timeout(timeoutMs).emit(event, data, (err, reply) => {
+        if (err) reject(new Error(`${this.label}: no ack to ${event} ${JSON.stringify(data)} within ${timeoutMs} ms`));
+        else resolve(reply);
+      });
     });
   }
 
@@ -618,6 +662,21 @@ export async function connect(url, opts = {}) {
 }
 
 /**
+ * Opens a Socket.IO client that the server must refuse at the handshake; resolves with the
+ * `connect_error` (its `message` is the server's reason). Options go to socket.io-client's `io()`.
+ */
+export async function connectRefused(url, opts = {}) {
+  const { timeoutMs = 5000, ...ioOpts } = opts;
+  const socket = io(url, { reconnection: false, forceNew: true, timeout: timeoutMs, ...ioOpts });
+  defer(() => socket.disconnect());
+  const refused = new Promise((resolve, reject) => {
+    socket.once('connect_error', resolve);
+    socket.once('connect', () => reject(new Error(`${url}: connected with ${JSON.stringify(ioOpts)}, expected a refusal`)));
+  });
+  return withDeadline(refused, timeoutMs + 1000, `${url}: neither connected nor refused within ${timeoutMs + 1000} ms`);
+}
+
+/**
  * Connects `count` clients spread round-robin over `urls`; `transportFor(i)` picks each client's
  * transports. Runs at most `concurrency` connects at once (Infinity: all at once).
  */
@@ -675,6 +734,23 @@ export function assertMonotonic(client, mark, direction) {
     const bad = direction === 'up' ? seq[i] < seq[i - 1] : seq[i] > seq[i - 1];
     if (bad) {
       throw new Error(`${client.label}: count went ${direction === 'up' ? 'down' : 'up'} (${seq[i - 1]} -> ${seq[i]}) during a ${direction === 'up' ? 'joins' : 'leaves'}-only phase: ${seq.join(',')}`);
+    }
+  }
+}
+
+/**
+ * Asserts a client's `room users` of `room` since `mark` (a `roomMark()`) move only in `direction`
+ * ('up' or 'down'), connections and users alike: in a joins-only (or leaves-only) window a member
+ * must never be shown an older count after a newer one.
+ */
+export function assertRoomMonotonic(client, room, mark, direction) {
+  const seq = client.roomValues(room, mark);
+  for (let i = 1; i < seq.length; i++) {
+    for (const key of ['connections', 'users']) {
+      const bad = direction === 'up' ? seq[i][key] < seq[i - 1][key] : seq[i][key] > seq[i - 1][key];
+      if (bad) {
+        throw new Error(`${client.label}: room ${room} ${key} went ${direction === 'up' ? 'down' : 'up'} (${seq[i - 1][key]} -> ${seq[i][key]}) in a ${direction === 'up' ? 'joins' : 'leaves'}-only window: ${seq.map((p) => p[key]).join(',')}`);
+      }
     }
   }
 }

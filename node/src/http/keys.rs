@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
-use super::rooms::ApiError;
+use super::error::ApiError;
 
 /// The configured keys (empty: the API is open).
 #[derive(Clone, Default)]

@@ -1,6 +1,7 @@
 //! The HTTP routes beside Socket.IO: the page, the client bundle, health, presence, the rooms
 //! API and its OpenAPI document, metrics.
 
+mod error;
 mod keys;
 mod rooms;
 mod webhooks;
@@ -17,7 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use rollcall_wire::PresenceDocument;
 
 use crate::bundle::{self, ClientBundle};
@@ -53,7 +54,8 @@ pub struct HttpState {
     pub dead_letters: DeadLetters,
 }
 
-/// Every route but `/socket.io/` itself, which the caller mounts.
+/// Every route but `/socket.io/` itself, which the caller mounts. Unknown paths and methods
+/// answer with a JSON error like the API's own (404, and 405 with `Allow`).
 pub fn routes(state: HttpState) -> Router {
     let bundle =
         Router::new().route("/socket.io/{file}", get(bundle::serve)).with_state(state.bundle.clone());
@@ -62,7 +64,9 @@ pub fn routes(state: HttpState) -> Router {
         .route("/api/rooms", get(rooms::list))
         .route(
             "/api/rooms/counts",
-            post(rooms::many).layer(axum::extract::DefaultBodyLimit::max(MAX_COUNTS_BODY)),
+            get(rooms::one_named_counts)
+                .post(rooms::many)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_COUNTS_BODY)),
         )
         .route("/api/rooms/{room}", get(rooms::one))
         .route("/api/rooms/{room}/members", get(rooms::members))
@@ -90,6 +94,9 @@ pub fn routes(state: HttpState) -> Router {
         .merge(bundle)
         .merge(rooms)
         .merge(dead)
+        // After every route: these apply to the routes registered before them.
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
 }
 
 async fn index() -> Html<&'static str> {

@@ -4,39 +4,21 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, RawQuery, State};
 use rollcall_wire::{Member, MembersPage, RoomCount, RoomCounts, RoomsPage, RoomsQuery};
 use serde::Deserialize;
 
+use super::error::{ApiError, bad_request};
 use crate::count::RoomName;
-use crate::presence::{BackendError, Counts, PresenceBackend};
+use crate::presence::{Counts, PresenceBackend};
 
 /// Most rooms in one page or one counts request.
 pub const MAX_ROOMS_PER_REQUEST: usize = 1000;
 /// Rooms in a page when `limit` is not given.
 const DEFAULT_PAGE: usize = 100;
-
-/// A JSON error with its status: `{"error": "..."}`.
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<BackendError> for ApiError {
-    fn from(error: BackendError) -> Self {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the counts cannot be read right now: {error}"))
-    }
-}
-
-fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message.into())
-}
+/// The room whose name is the last segment of `POST /api/rooms/counts`.
+const COUNTS_ROOM: &str = "counts";
 
 fn room(name: &str) -> Result<RoomName, ApiError> {
     RoomName::new(name).map_err(|e| bad_request(format!("invalid room: {e}")))
@@ -49,9 +31,23 @@ fn document(room: &RoomName, counts: Counts) -> RoomCount {
 /// `GET /api/rooms/{room}`: zeros for an empty or unknown room.
 pub async fn one(
     State(backend): State<Arc<dyn PresenceBackend>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RoomCount>, ApiError> {
-    let room = room(&name)?;
+    let Path(name) = name?;
+    count_of(backend.as_ref(), &name).await
+}
+
+/// `GET /api/rooms/counts`: the room named `counts`. The router matches the literal path of
+/// `POST /api/rooms/counts` before `/api/rooms/{room}`, so without this route that one room
+/// could not be read (405).
+pub async fn one_named_counts(
+    State(backend): State<Arc<dyn PresenceBackend>>,
+) -> Result<Json<RoomCount>, ApiError> {
+    count_of(backend.as_ref(), COUNTS_ROOM).await
+}
+
+async fn count_of(backend: &dyn PresenceBackend, name: &str) -> Result<Json<RoomCount>, ApiError> {
+    let room = room(name)?;
     let counts = backend.room_counts(std::slice::from_ref(&room)).await?;
     Ok(Json(document(&room, counts.first().copied().unwrap_or_default())))
 }
@@ -69,9 +65,13 @@ pub struct ListQuery {
 /// `GET /api/rooms?prefix=&limit=&cursor=`: non-empty rooms in name order, bounded pages.
 pub async fn list(
     State(backend): State<Arc<dyn PresenceBackend>>,
+    RawQuery(raw): RawQuery,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<RoomsPage>, ApiError> {
-    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    if !percent_decodes_to_utf8(raw.as_deref().unwrap_or_default()) {
+        return Err(bad_request("the query string is not UTF-8 once percent-decoded"));
+    }
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_ROOMS_PER_REQUEST).contains(&limit) {
         return Err(bad_request(format!("limit must be between 1 and {MAX_ROOMS_PER_REQUEST}")));
@@ -87,12 +87,36 @@ pub async fn list(
     Ok(Json(RoomsPage { rooms, next: page.next }))
 }
 
+/// Whether `query` is UTF-8 once percent-decoded. `Query` decodes lossily (an invalid byte
+/// becomes U+FFFD), which would quietly list another prefix. `&`, `=` and `+` are ASCII, so
+/// checking the whole string checks every name and value.
+fn percent_decodes_to_utf8(query: &str) -> bool {
+    let hex =
+        |byte: Option<&u8>| byte.and_then(|b| char::from(*b).to_digit(16)).and_then(|d| u8::try_from(d).ok());
+    let bytes = query.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(high * 16 + low);
+                i += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
 /// `POST /api/rooms/counts` with `{"rooms": [...]}`: the counts in the order asked.
 pub async fn many(
     State(backend): State<Arc<dyn PresenceBackend>>,
     body: Result<Json<RoomsQuery>, JsonRejection>,
 ) -> Result<Json<RoomCounts>, ApiError> {
-    let Json(query) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(query) = body?;
     if query.rooms.len() > MAX_ROOMS_PER_REQUEST {
         return Err(bad_request(format!("at most {MAX_ROOMS_PER_REQUEST} rooms per request")));
     }
@@ -121,11 +145,16 @@ pub struct MembersQuery {
 /// `GET /api/rooms/{room}/members?limit=&cursor=`: the room's signed members in user-id order.
 pub async fn members(
     State(backend): State<Arc<dyn PresenceBackend>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
     query: Result<Query<MembersQuery>, QueryRejection>,
 ) -> Result<Json<MembersPage>, ApiError> {
+    let Path(name) = name?;
     let room = room(&name)?;
-    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    if !percent_decodes_to_utf8(raw.as_deref().unwrap_or_default()) {
+        return Err(bad_request("the query string is not UTF-8 once percent-decoded"));
+    }
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_ROOMS_PER_REQUEST).contains(&limit) {
         return Err(bad_request(format!("limit must be between 1 and {MAX_ROOMS_PER_REQUEST}")));
@@ -145,4 +174,21 @@ pub async fn members(
         })
         .collect();
     Ok(Json(MembersPage { members, next: page.next }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decodes_to_utf8;
+
+    #[test]
+    fn a_query_must_percent_decode_to_utf8() {
+        for good in
+            ["", "prefix=doc%2F&limit=10", "prefix=%C3%A9", "cursor=caf%c3%a9", "a=%", "a=%zz", "b=+%2B"]
+        {
+            assert!(percent_decodes_to_utf8(good), "{good}");
+        }
+        for bad in ["prefix=%FF", "prefix=%C3", "cursor=%C3&limit=1", "x=%ED%A0%80"] {
+            assert!(!percent_decodes_to_utf8(bad), "{bad}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::rooms::ApiError;
+use super::error::ApiError;
 use crate::presence::{DeadEvent, EventLog};
 
 /// What the handler reads.
