@@ -4,6 +4,7 @@ mod chaos;
 mod client_bundle;
 mod cluster;
 mod config_errors;
+mod differential;
 mod drift;
 mod faults;
 mod helpers;

@@ -25,6 +25,8 @@ use crate::presence::{
 };
 use crate::readmodel::NodeState;
 
+mod proptests;
+
 const TIMING: Timing = Timing {
     flush_interval: Duration::from_millis(25),
     pacing: PacingPolicy { emit_interval: Duration::from_millis(100), max_fanout_per_sec: 200_000 },

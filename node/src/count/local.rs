@@ -270,3 +270,6 @@ impl LocalPresence {
         self.scopes.entry(scope).or_default()
     }
 }
+
+#[cfg(test)]
+mod proptests;
