@@ -23,6 +23,7 @@ pub mod http;
 pub mod metrics;
 pub mod presence;
 pub mod probe;
+pub mod query;
 pub mod readmodel;
 pub mod shutdown;
 pub mod sockets;

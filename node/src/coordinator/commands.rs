@@ -102,7 +102,8 @@ impl Coordinator {
             self.metrics.room_leaves.inc();
             self.clients.exit(id, &room);
             if let Some(view) = self.rooms.get_mut(&room) {
-                view.waiting.retain(|w| w.socket() != Some(id));
+                let waiting = std::mem::take(&mut view.waiting);
+                view.waiting = waiting.into_iter().filter_map(|w| w.after_leaving(id)).collect();
             }
             self.follow(room, Waiter::Leave(reply));
         } else if self.rooms.get(&room).is_some_and(|v| v.tally.is_known()) {

@@ -12,12 +12,15 @@ use tracing::Instrument;
 use super::{Coordinator, HELD_BACK_CAP};
 use crate::count::{RoomName, Scope};
 use crate::presence::{
-    Announcement, BackendError, BackendEvent, Counts, Flush, FlushReply, Reap, RoomShare, RoomUpdate, Share,
-    group_of,
+    Announcement, BackendError, BackendEvent, Counts, Flush, FlushReply, MAX_VERSION, Reap, RoomShare,
+    RoomUpdate, Share, group_of,
 };
 
 /// What a flush took from the local state, to give back if it fails and to read its reply.
 pub struct Taken {
+    /// `Coordinator::resync_epoch` when the flush started: only a write started after the last
+    /// resubscription (or failed write) ends the resync.
+    epoch: u64,
     global: Share,
     global_counts: Counts,
     rooms: Vec<(RoomName, Share, Counts)>,
@@ -52,6 +55,7 @@ impl Coordinator {
         let touched: BTreeSet<u16> = rooms.iter().map(|(room, _)| group_of(room, groups)).collect();
         let held: BTreeSet<u16> = self.local.rooms().map(|room| group_of(room, groups)).collect();
         let taken = Taken {
+            epoch: self.resync_epoch,
             global_counts: self.local.counts(&Scope::Global),
             rooms: rooms
                 .into_iter()
@@ -119,8 +123,11 @@ impl Coordinator {
         self.in_flight = None;
         match result {
             Ok(reply) => {
+                let current = taken.epoch == self.resync_epoch;
                 self.on_flush_succeeded(taken, reply);
-                self.resyncing = false;
+                if current {
+                    self.resyncing = false;
+                }
             }
             Err(error) => self.on_flush_failed(taken, &error),
         }
@@ -200,7 +207,10 @@ impl Coordinator {
     }
 
     fn on_flush_failed(&mut self, taken: Taken, error: &BackendError) {
-        // The flush may or may not have landed: send the then-current shares again.
+        // The flush may or may not have landed: send the then-current shares again, and apply
+        // no announcement until a reply says which share the backend counts (one announcing
+        // this very write, applied with the old share, would count this node's change twice).
+        self.begin_resync();
         let rooms: Vec<(RoomName, Share)> =
             taken.rooms.into_iter().map(|(room, share, _)| (room, share)).collect();
         self.local.restore(&taken.global, &rooms);
@@ -245,10 +255,11 @@ impl Coordinator {
 
     pub(super) fn on_event(&mut self, event: BackendEvent) {
         if let BackendEvent::Subscribed = event {
-            // Anything may have been missed while unsubscribed: write (and so re-read) at once,
-            // and apply nothing until that authoritative reply.
+            // Anything may have been missed while unsubscribed: write (and so re-read) every
+            // scope at once, and apply nothing until that authoritative reply.
             self.last_write = None;
-            self.resyncing = true;
+            self.local.mark_scopes();
+            self.begin_resync();
             return;
         }
         if self.in_flight.is_some() || self.resyncing {
@@ -274,6 +285,11 @@ impl Coordinator {
                 if let Some(hints) = &self.config.hints {
                     hints.hint(group);
                 }
+                if version > MAX_VERSION {
+                    // Forged: it would become a write floor the scripts cannot step past.
+                    self.metrics.stale_announcements.inc();
+                    return;
+                }
                 let seen = self.group_versions.entry(group).or_default();
                 *seen = (*seen).max(version);
                 let reaped_me = reaped.iter().any(|id| **id == *self.node_id);
@@ -284,6 +300,12 @@ impl Coordinator {
             BackendEvent::Subscribed | BackendEvent::Unsubscribed => {}
         }
         self.publish_state();
+    }
+
+    /// Holds announcements back until the reply to a write started from now on.
+    fn begin_resync(&mut self) {
+        self.resyncing = true;
+        self.resync_epoch += 1;
     }
 
     /// At shutdown: waits for the flush in flight, then removes every share of this node at once.

@@ -87,9 +87,12 @@ pub struct Coordinator {
     /// Announcements that arrived while a write was in flight, or since a resubscription: applied
     /// after the next reply, so the share counted in each shown count is always known.
     held_back: VecDeque<BackendEvent>,
-    /// Resubscribed: announcements may have been missed (one that reaped this node, say), so
-    /// none is applied before the next write's authoritative reply.
+    /// Resubscribed (announcements may have been missed, one that reaped this node, say) or a
+    /// write failed (it may have landed): none is applied before the authoritative reply to a
+    /// write started since.
     resyncing: bool,
+    /// Counts resyncs; a flush remembers the epoch it started in.
+    resync_epoch: u64,
     last_write: Option<Instant>,
     retry_at: Instant,
     backoff: Backoff,
@@ -136,6 +139,7 @@ impl Coordinator {
             in_flight: None,
             held_back: VecDeque::new(),
             resyncing: false,
+            resync_epoch: 0,
             last_write: None,
             retry_at: now,
             backoff: Backoff::for_backend(),

@@ -28,6 +28,18 @@ impl Waiter {
     }
 }
 
+impl Waiter {
+    /// What remains of this waiter once socket `id` left the room: a `join` still gets its ack
+    /// (the count without it), a greeting is no longer wanted.
+    pub fn after_leaving(self, id: SocketId) -> Option<Waiter> {
+        match self {
+            Waiter::Greet(socket) if socket == id => None,
+            Waiter::Join(socket, reply) if socket == id => Some(Waiter::Leave(reply)),
+            other => Some(other),
+        }
+    }
+}
+
 /// One followed room.
 pub struct RoomView {
     /// Its count as this node shows it.

@@ -587,3 +587,21 @@ async fn a_second_member_on_the_same_node_is_written() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_join_left_before_the_room_count_is_known_is_still_acked() {
+    let backend = Arc::new(FaultyBackend::default());
+    let node = Node::start("a", &backend, TIMING);
+    node.join(1);
+    until("registered", SOON, || node.shown() == Some(1)).await;
+    // Both in one flush interval: the room's first count is not known yet when the leave comes.
+    let joined = node.join_room(1, "fresh");
+    let left = node.leave_room(1, "fresh");
+    until("both acked", SOON, || {
+        joined.lock().expect("lock").is_some() && left.lock().expect("lock").is_some()
+    })
+    .await;
+    assert_eq!(*joined.lock().expect("lock"), Some(RoomReply::Counts(room("fresh"), conns(0))));
+    assert_eq!(*left.lock().expect("lock"), Some(RoomReply::Counts(room("fresh"), conns(0))));
+    assert_eq!(node.room_greeting_of(1, "fresh"), None, "no longer a member: no greeting");
+}

@@ -259,6 +259,12 @@ impl LocalPresence {
         }
     }
 
+    /// Marks every scope changed without its users, so the next write carries each share (and
+    /// its reply each scope's count) at the cost of one entry per scope.
+    pub fn mark_scopes(&mut self) {
+        self.dirty.extend(self.scopes.keys().cloned());
+    }
+
     fn mark(&mut self, scope: Scope, users: &[UserCell]) {
         let local = self.scopes.entry(scope.clone()).or_default();
         local.changed_users.extend(users.iter().map(|cell| cell.user.clone()));

@@ -6,7 +6,7 @@
 //! the two terms cancel out. Before the first authoritative snapshot there is nothing to adjust,
 //! so nothing is shown.
 
-use crate::presence::{Counts, Snapshot};
+use crate::presence::{Counts, MAX_VERSION, Snapshot};
 
 /// One node's view of one scope's count.
 #[derive(Debug, Default, Clone)]
@@ -41,8 +41,9 @@ impl Tally {
 
     /// An announcement arrived. Returns false (and changes nothing) if it is not newer than
     /// what this node already shows: publish order is mutation order, so older means stale.
+    /// A version beyond [`MAX_VERSION`] is refused too: no backend gets there (it was forged).
     pub fn observe(&mut self, snapshot: Snapshot) -> bool {
-        if self.cluster.is_some_and(|c| snapshot.version <= c.version) {
+        if snapshot.version > MAX_VERSION || self.cluster.is_some_and(|c| snapshot.version <= c.version) {
             return false;
         }
         self.cluster = Some(snapshot);
@@ -66,10 +67,13 @@ impl Tally {
     ///
     /// The caller holds back announcements while a write is in flight, so everything accepted so
     /// far was announced before the write ran and cannot be newer than the backend's reply. If
-    /// it is, it did not come from the backend's history (a forged message, or a failover to a
-    /// replica that lost writes): the reply is authoritative and replaces it. Returns true then.
+    /// it is, or holds other counts at the reply's own version, it did not come from the
+    /// backend's history (a forged message, or a failover to a replica that lost writes): the
+    /// reply is authoritative and replaces it. Returns true then.
     pub fn written(&mut self, share: Counts, snapshot: Snapshot) -> bool {
-        let rewound = self.cluster.is_some_and(|c| snapshot.version < c.version);
+        let rewound = self.cluster.is_some_and(|c| {
+            snapshot.version < c.version || (snapshot.version == c.version && snapshot.counts != c.counts)
+        });
         if rewound {
             self.cluster = Some(snapshot);
         } else {
@@ -138,6 +142,15 @@ mod tests {
         assert!(tally.written(local(0), snap(10, 6)), "the next write's reply rewinds it");
         assert_eq!(shown(&tally, 0), 10);
         assert!(tally.observe(snap(11, 7)), "and genuine announcements flow again");
+    }
+
+    #[test]
+    fn a_version_no_backend_reaches_is_refused() {
+        let mut tally = Tally::new();
+        tally.written(local(0), snap(10, 5));
+        assert!(!tally.observe(snap(-3, MAX_VERSION + 1)));
+        assert!(tally.observe(snap(11, MAX_VERSION)));
+        assert_eq!(tally.version(), MAX_VERSION);
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub async fn list(
     RawQuery(raw): RawQuery,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<RoomsPage>, ApiError> {
-    if !percent_decodes_to_utf8(raw.as_deref().unwrap_or_default()) {
+    if !crate::query::is_utf8(raw.as_deref().unwrap_or_default()) {
         return Err(bad_request("the query string is not UTF-8 once percent-decoded"));
     }
     let Query(query) = query?;
@@ -85,30 +85,6 @@ pub async fn list(
     let page = backend.list_rooms(&query.prefix, limit, query.cursor.as_deref()).await?;
     let rooms = page.items.iter().map(|r| document(&r.room, r.counts)).collect();
     Ok(Json(RoomsPage { rooms, next: page.next }))
-}
-
-/// Whether `query` is UTF-8 once percent-decoded. `Query` decodes lossily (an invalid byte
-/// becomes U+FFFD), which would quietly list another prefix. `&`, `=` and `+` are ASCII, so
-/// checking the whole string checks every name and value.
-fn percent_decodes_to_utf8(query: &str) -> bool {
-    let hex =
-        |byte: Option<&u8>| byte.and_then(|b| char::from(*b).to_digit(16)).and_then(|d| u8::try_from(d).ok());
-    let bytes = query.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-            (b'%', Some(high), Some(low)) => {
-                decoded.push(high * 16 + low);
-                i += 3;
-            }
-            (byte, _, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    std::str::from_utf8(&decoded).is_ok()
 }
 
 /// `POST /api/rooms/counts` with `{"rooms": [...]}`: the counts in the order asked.
@@ -151,7 +127,7 @@ pub async fn members(
 ) -> Result<Json<MembersPage>, ApiError> {
     let Path(name) = name?;
     let room = room(&name)?;
-    if !percent_decodes_to_utf8(raw.as_deref().unwrap_or_default()) {
+    if !crate::query::is_utf8(raw.as_deref().unwrap_or_default()) {
         return Err(bad_request("the query string is not UTF-8 once percent-decoded"));
     }
     let Query(query) = query?;
@@ -174,21 +150,4 @@ pub async fn members(
         })
         .collect();
     Ok(Json(MembersPage { members, next: page.next }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decodes_to_utf8;
-
-    #[test]
-    fn a_query_must_percent_decode_to_utf8() {
-        for good in
-            ["", "prefix=doc%2F&limit=10", "prefix=%C3%A9", "cursor=caf%c3%a9", "a=%", "a=%zz", "b=+%2B"]
-        {
-            assert!(percent_decodes_to_utf8(good), "{good}");
-        }
-        for bad in ["prefix=%FF", "prefix=%C3", "cursor=%C3&limit=1", "x=%ED%A0%80"] {
-            assert!(!percent_decodes_to_utf8(bad), "{bad}");
-        }
-    }
 }

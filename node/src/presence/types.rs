@@ -30,6 +30,12 @@ impl Counts {
     }
 }
 
+/// The highest version a node accepts from an announcement. Redis's Lua counts in doubles, exact
+/// only below 2^53, so a version forged beyond that would become a write floor the scripts cannot
+/// step past (versions would stop growing). 2^52 leaves room: at a million changes a second a
+/// scope takes over a century to reach it.
+pub const MAX_VERSION: u64 = 1 << 52;
+
 /// One authoritative count and its place in the order of changes of its scope. Versions only
 /// grow, so a node drops anything not newer than what it has shown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -68,15 +68,20 @@ pub fn rooms(
             add(&mut rooms, RoomName::from_json(value).map_err(|e| invalid(&value.to_string(), &e))?);
         }
     }
-    let asked = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).filter(|(k, _)| k == "room");
-    for (_, name) in asked {
-        add(&mut rooms, RoomName::new(&name).map_err(|e| invalid(&format!("{name:?}"), &e))?);
-        if rooms.len() > max {
-            break;
+    // Every distinct name is counted, so the refusal says how many were asked; the query string
+    // is bounded by the HTTP head's size.
+    let mut beyond = std::collections::HashSet::new();
+    for value in crate::query::values(query.unwrap_or_default(), "room") {
+        let name = value.map_err(|raw| invalid(raw, &"not UTF-8 once percent-decoded"))?;
+        let room = RoomName::new(&name).map_err(|e| invalid(&format!("{name:?}"), &e))?;
+        if rooms.len() < max || rooms.contains(&room) {
+            add(&mut rooms, room);
+        } else {
+            beyond.insert(room);
         }
     }
-    if rooms.len() > max {
-        return Err(HandshakeError::TooManyRooms { asked: rooms.len(), max });
+    if !beyond.is_empty() {
+        return Err(HandshakeError::TooManyRooms { asked: rooms.len() + beyond.len(), max });
     }
     Ok(Handshake { rooms, verified: None })
 }
@@ -117,6 +122,11 @@ mod tests {
         assert!(err(json!({"rooms": [7]}), "").to_string().contains("must be a string"));
         assert!(err(json!({}), "room=").to_string().contains("empty"));
         assert!(err(json!({}), "room=a%0Ab").to_string().contains("control"));
+        assert!(err(json!({}), "room=%FF").to_string().contains("not UTF-8"));
+        assert_eq!(
+            err(json!({}), "room=a&room=b&room=c&room=d&room=c"),
+            HandshakeError::TooManyRooms { asked: 4, max: 2 }
+        );
         assert_eq!(
             err(json!({"rooms": ["a", "b", "c"]}), ""),
             HandshakeError::TooManyRooms { asked: 3, max: 2 }

@@ -337,14 +337,13 @@ proptest! {
     }
 }
 
-/// BUG (fails until `Tally::written` is fixed): a reply at the same version as an accepted
-/// forged count does not replace it. Shrunk from `the_tally_follows_the_backend`: this node's
+/// Regression: a reply at the same version as an accepted forged count replaces it. Shrunk from `the_tally_follows_the_backend`: this node's
 /// write lands at v1; a count forged at v3 arrives; two changes of other nodes bring the
 /// backend to v3 too (their announcement is rejected: not newer); this node's next write
-/// changes nothing, so its reply is the backend's v3, and is not taken either. The forged count
-/// stays until the scope changes again.
+/// changes nothing, so its reply is the backend's v3, which must be taken (it once was not, and
+/// the forged count stayed until the scope changed again).
 #[test]
-fn bug_a_reply_at_the_version_of_a_forged_count_overrules_it() {
+fn a_reply_at_the_version_of_a_forged_count_overrules_it() {
     let mut tally = Tally::new();
     let counts = |connections| Counts { connections, users: connections };
     tally.written(counts(1), Snapshot { counts: counts(1), version: 1 });

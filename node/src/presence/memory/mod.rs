@@ -93,11 +93,16 @@ impl State {
         (fresh, true)
     }
 
-    fn set_global(&mut self, node: &str, share: &Share, floor: u64, force: bool) -> Snapshot {
+    /// Writes `node`'s global share; `fresh` (a new incarnation) first removes whatever an older
+    /// one of the same node id left, as its share is absolute for the cells it names only.
+    fn set_global(&mut self, node: &str, share: &Share, floor: u64, fresh: bool) -> Snapshot {
         let before = self.global.counts();
         let mut ignored = Transitions::default();
+        if fresh {
+            self.global.remove_node(node, &mut ignored);
+        }
         self.global.set_share(node, share, &mut ignored);
-        if force || self.global.counts() != before {
+        if fresh || self.global.counts() != before {
             self.global_version = self.global_version.max(floor) + 1;
             let snapshot = Snapshot { counts: self.global.counts(), version: self.global_version };
             self.announce(Announcement::Global { snapshot, reaped: Vec::new() });

@@ -198,7 +198,8 @@ impl Cluster {
                 member.clients.push(Sent::Connected(SocketId(socket.into())));
                 let identity = user.map(|u| Identity { user: format!("u{u}").into(), info: None });
                 let rooms = rooms.iter().map(|r| room_name(*r)).collect();
-                let command = Command::Connect { id: SocketId(socket.into()), identity, expires: None, rooms };
+                let command =
+                    Command::Connect { id: SocketId(socket.into()), identity, expires: None, rooms };
                 member.commands.send(command).expect("coordinator runs");
             }
             Op::Disconnect { node, pick } => {
