@@ -133,6 +133,6 @@ fn swarm(args: rollcall_swarm::SwarmArgs) -> ExitCode {
         .and_then(|runtime| runtime.block_on(rollcall_swarm::run(args)));
     result.unwrap_or_else(|error| {
         eprintln!("rollcall swarm: {error:#}");
-        ExitCode::FAILURE
+        if error.is::<rollcall_swarm::UsageError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
     })
 }

@@ -178,6 +178,17 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code))
 }
 
+/// Flags that do not make a run (exit status 2, like any command-line error); anything else
+/// that stops a run is a failure (1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Marks a flag check's error as a [`UsageError`].
+fn usage(error: anyhow::Error) -> anyhow::Error {
+    UsageError(format!("{error:#}")).into()
+}
+
 /// A seed from the clock and the process id, for runs without `--seed`.
 fn clock_seed() -> u64 {
     messages::now_us() ^ (u64::from(std::process::id()) << 40)

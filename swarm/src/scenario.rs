@@ -24,7 +24,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Runs the whole swarm and returns its report (partial after Ctrl-C or `--max-duration`).
 pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
-    validate(args)?;
+    validate(args).map_err(crate::usage)?;
     let started = Instant::now();
     let file_limit = net::raise_file_limit();
     let workers = net::choose_workers(args.clients, args.workers, file_limit)?;

@@ -266,6 +266,7 @@ async fn bad_room_flags_are_one_line_errors() {
             .await
             .expect("run swarm");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success() && stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: a usage error: {stderr}");
+        assert!(stderr.contains(says) && stderr.lines().count() == 1, "{args:?}: {stderr}");
     }
 }

@@ -55,7 +55,7 @@ const DEFAULT_ROOMS: u32 = 6;
 
 /// Runs a hunt and returns its report (partial after Ctrl-C or `--max-duration`).
 pub async fn run(args: &SwarmArgs) -> anyhow::Result<HuntReport> {
-    let filter = args::filter(args)?;
+    let filter = args::filter(args).map_err(crate::usage)?;
     net::raise_file_limit();
     let targets = net::resolve_targets(&args.urls).await?;
     let sources = match &args.source_ips {
