@@ -72,6 +72,11 @@ async fn a_sentinel_failover_under_300_clients_heals_on_the_new_primary() {
     })
     .await;
     assert_eq!(subscribers(&set.primary, &channel).await, 3, "each node subscribes on the primary");
+    // Replication is asynchronous: under load the replica may still be loading the primary's data.
+    eventually("the replica holds 300 too", CONVERGE, || async {
+        total(&set.replica, &prefix).await == Some(300)
+    })
+    .await;
 
     // The replica misses what follows: its replication user is switched off and its link cut.
     let off = ["ACL", "SETUSER", "replication", "off"];
