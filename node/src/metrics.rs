@@ -63,6 +63,8 @@ pub struct Metrics {
     pub webhook_dead_lettered: Counter,
     pub webhook_latency: Histogram,
     pub webhook_backlog: Gauge,
+    /// From the Redis step that made a change to this node receiving its announcement.
+    pub announcement_lag: Histogram,
     backlog_by_group: std::sync::Mutex<std::collections::HashMap<u16, u64>>,
 }
 
@@ -117,6 +119,9 @@ impl Metrics {
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ]),
             webhook_backlog: Gauge::default(),
+            announcement_lag: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             backlog_by_group: std::sync::Mutex::default(),
             registry: Registry::default(),
         };
@@ -233,6 +238,12 @@ impl Metrics {
             Unit::Seconds,
             m.webhook_latency.clone(),
         );
+        r.register_with_unit(
+            "announcement_lag",
+            "From the Redis step that changed a count (Redis clock) to this node receiving its announcement (node clock)",
+            Unit::Seconds,
+            m.announcement_lag.clone(),
+        );
         r.register(
             "webhook_backlog",
             "Webhook events waiting in the groups this node delivers",
@@ -250,10 +261,16 @@ impl Metrics {
         }
     }
 
+    /// Records how long an announcement made at `at_ms` (Unix ms, Redis clock) took to arrive.
+    /// A Redis clock ahead of this node's reads as no lag rather than a negative one.
+    pub fn announcement_arrived(&self, at_ms: u64) {
+        let lag_ms = unix_millis().saturating_sub(u128::from(at_ms));
+        self.announcement_lag.observe(lag_ms as f64 / 1000.0);
+    }
+
     /// Counts events a receiver took, and their latency from production.
     pub fn webhook_delivered(&self, events: &[crate::presence::WebhookEvent]) {
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let now = unix_millis();
         for event in events {
             let lag_ms = now.saturating_sub(u128::from(event.at));
             self.webhook_latency.observe(lag_ms as f64 / 1000.0);
@@ -302,4 +319,9 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Milliseconds since the Unix epoch on this node's clock (0 if the clock is before it).
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }

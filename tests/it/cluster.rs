@@ -30,6 +30,13 @@ async fn clients_spread_over_three_nodes_all_see_the_exact_total() {
         assert_eq!(presence["local"], 30);
         assert_eq!(presence["mode"], "redis");
         assert_eq!(presence["nodes"].as_array().map(Vec::len), Some(3), "cluster view: {presence}");
+        // Every node heard announcements and timed them from the script's Redis clock.
+        let metrics = node.metrics().await;
+        let lag_samples = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("rollcall_announcement_lag_seconds_count "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(lag_samples.is_some_and(|n| n > 0), "announcement lag not recorded: {metrics}");
     }
     let leaving: Vec<_> = clients.drain(..30).collect();
     futures_util::future::join_all(leaving.into_iter().map(|c| c.disconnect())).await;

@@ -222,6 +222,12 @@ impl TestNode {
         presence(&self.url()).await
     }
 
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.url());
+        reqwest::get(&url).await.expect("metrics answer").text().await.expect("metrics body")
+    }
+
     /// Graceful shutdown, as on SIGTERM; waits until the node has stopped.
     pub async fn shutdown(mut self) {
         self.stop.cancel();

@@ -234,7 +234,7 @@ pub fn flush_reply(text: &str) -> Result<FlushReply, String> {
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub enum Published {
-    /// A group's rooms changed: `{"g","v","rooms","reaped"}`.
+    /// A group's rooms changed: `{"g","v","rooms","reaped","at"}`.
     Rooms {
         g: u16,
         v: u64,
@@ -242,14 +242,20 @@ pub enum Published {
         rooms: Vec<RoomEntryOwned>,
         #[serde(deserialize_with = "list", default)]
         reaped: Vec<String>,
+        /// When the script ran (Unix ms, Redis clock): the start of the announcement's lag.
+        #[serde(default)]
+        at: Option<u64>,
     },
-    /// The global count changed: `{"v","c","u","reaped"}`.
+    /// The global count changed: `{"v","c","u","reaped","at"}`.
     Global {
         v: u64,
         c: i64,
         u: i64,
         #[serde(deserialize_with = "list", default)]
         reaped: Vec<String>,
+        /// As for `Rooms`.
+        #[serde(default)]
+        at: Option<u64>,
     },
 }
 

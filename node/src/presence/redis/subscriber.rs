@@ -82,7 +82,10 @@ impl Subscriber {
             };
             let payload = message.get_payload_bytes();
             match parse(payload) {
-                Ok(announcement) => {
+                Ok((announcement, at)) => {
+                    if let Some(at) = at {
+                        self.metrics.announcement_arrived(at);
+                    }
                     if events.send(BackendEvent::Announced(announcement)).await.is_err() {
                         return false;
                     }
@@ -100,18 +103,24 @@ impl Subscriber {
     }
 }
 
-/// One channel message as an [`Announcement`].
-fn parse(payload: &[u8]) -> Result<Announcement, String> {
+/// One channel message as an [`Announcement`], with when its script ran (Unix ms, Redis clock).
+fn parse(payload: &[u8]) -> Result<(Announcement, Option<u64>), String> {
     match serde_json::from_slice::<Published>(payload).map_err(|e| e.to_string())? {
-        Published::Global { v, c, u, reaped } => Ok(Announcement::Global {
-            snapshot: Snapshot { counts: Counts { connections: c, users: u }, version: v },
-            reaped,
-        }),
-        Published::Rooms { g, v, rooms, reaped } => Ok(Announcement::Rooms {
-            group: g,
-            version: v,
-            rooms: rooms.into_iter().map(|r| r.update(v)).collect::<Result<_, _>>()?,
-            reaped,
-        }),
+        Published::Global { v, c, u, reaped, at } => Ok((
+            Announcement::Global {
+                snapshot: Snapshot { counts: Counts { connections: c, users: u }, version: v },
+                reaped,
+            },
+            at,
+        )),
+        Published::Rooms { g, v, rooms, reaped, at } => Ok((
+            Announcement::Rooms {
+                group: g,
+                version: v,
+                rooms: rooms.into_iter().map(|r| r.update(v)).collect::<Result<_, _>>()?,
+                reaped,
+            },
+            at,
+        )),
     }
 }

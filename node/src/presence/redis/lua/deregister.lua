@@ -21,7 +21,7 @@ for _, gp in ipairs(p.groups) do
   if #changed > 0 then
     local version = tonumber(redis.call('GET', T .. ':v') or '0') + 1
     redis.call('SET', T .. ':v', version)
-    redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":[]}', gp.g, version, cjson.encode(changed)))
+    redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":[],"at":%d}', gp.g, version, cjson.encode(changed), now))
     append_events(events, T, version)
   end
 end
@@ -36,6 +36,6 @@ if p.global then
   redis.call('SET', G .. ':clock', now)
   local version = tonumber(redis.call('GET', G .. ':v') or '0') + 1
   redis.call('SET', G .. ':v', version)
-  redis.call('PUBLISH', G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":[]}', version, t.c, t.u))
+  redis.call('PUBLISH', G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":[],"at":%d}', version, t.c, t.u, now))
 end
 return 'ok'

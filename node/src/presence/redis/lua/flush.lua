@@ -61,7 +61,7 @@ local function global_step(gp)
   if changed or forced or #reaped > 0 then
     version = math.max(version, tonumber(gp.floor)) + 1
     redis.call('SET', G .. ':v', version)
-    redis.call('PUBLISH', G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":%s}', version, t.c, t.u, json_list(reaped)))
+    redis.call('PUBLISH', G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":%s,"at":%d}', version, t.c, t.u, json_list(reaped), now))
   end
   local live = {}
   local entries = redis.call('ZRANGEBYSCORE', nodes, now, '+inf', 'WITHSCORES')
@@ -132,7 +132,7 @@ local function group_step(gp)
     redis.call('SET', version_key, version)
   end
   if #announced > 0 or #reaped > 0 then
-    redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":%s}', gp.g, version, json_list(announced), json_list(reaped)))
+    redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":%s,"at":%d}', gp.g, version, json_list(announced), json_list(reaped), now))
   end
   append_events(events, T, version)
   return string.format('{"g":%d,"v":%d,"rooms":%s,"due":%s,"events":%s}', gp.g, version, json_list(results),
