@@ -51,6 +51,10 @@ pub(super) const PASSWORD: &str = "s3cret-for-tests";
 /// connection: an old primary that came back as a replica must not be written to).
 pub(super) const SENTINEL_COMMANDS: &[&str] = &["role"];
 
+/// On a Redis Cluster, a node also learns which primary serves which slots, and announces on
+/// sharded channels.
+pub(super) const CLUSTER_COMMANDS: &[&str] = &["cluster|slots", "spublish", "ssubscribe"];
+
 /// README's rule for `prefix`: its keys and channels (`{prefix}:...` and, for rooms,
 /// `{prefix:...}...`), the commands above, nothing else.
 pub(super) fn rule(prefix: &str) -> Vec<String> {
