@@ -191,3 +191,41 @@ fn nodes_of(slots: &redis::Value) -> Vec<(String, u16)> {
     nodes.dedup();
     nodes
 }
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::nodes_of;
+
+    fn node(host: &str, port: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(host.into()),
+            Value::Int(port),
+            Value::BulkString(b"id".to_vec()),
+        ])
+    }
+
+    #[test]
+    fn every_primary_and_replica_of_cluster_slots_once() {
+        let slots = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("10.0.0.1", 7000),
+                node("10.0.0.4", 7003),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(9000),
+                node("10.0.0.2", 7001),
+                node("10.0.0.5", 7004),
+            ]),
+            Value::Array(vec![Value::Int(9001), Value::Int(10922), node("10.0.0.2", 7001)]),
+        ]);
+        let expected = [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("10.0.0.4", 7003), ("10.0.0.5", 7004)];
+        let expected: Vec<(String, u16)> = expected.iter().map(|(h, p)| ((*h).to_owned(), *p)).collect();
+        assert_eq!(nodes_of(&slots), expected);
+        assert!(nodes_of(&Value::Nil).is_empty(), "an unexpected reply names nobody");
+    }
+}

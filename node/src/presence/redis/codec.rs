@@ -288,3 +288,55 @@ impl RoomEntryOwned {
         self.0.update(version)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::RoomShare;
+
+    fn policy() -> RoomPolicy {
+        RoomPolicy { groups: 16, max_members_listed: 100, events: None }
+    }
+
+    fn flush(rooms: &[&str], held: &[u16]) -> Flush {
+        let share = Share { connections: 1, anonymous: 1, users: Vec::new() };
+        Flush {
+            node: "a".into(),
+            incarnation: 3,
+            groups_held: held.to_vec(),
+            rooms: rooms
+                .iter()
+                .map(|r| RoomShare { room: RoomName::new(r).expect("room"), share: share.clone() })
+                .collect(),
+            ..Flush::default()
+        }
+    }
+
+    #[test]
+    fn a_cluster_payload_is_one_part_per_slot_and_lists_the_groups_it_writes_as_held() {
+        let names = Names::new("p");
+        let rooms = ["x", "y", "z"];
+        let flush = flush(&rooms, &[]);
+        let written: BTreeSet<u16> =
+            rooms.iter().map(|r| group_of(&RoomName::new(r).expect("room"), 16)).collect();
+        let (global, groups) = Payload::new(&flush, &names, &policy(), 3000, true).into_parts();
+        let global: serde_json::Value = serde_json::to_value(&global).expect("json");
+        assert_eq!(global["sharded"], true);
+        assert_eq!(global["groups"], serde_json::json!([]), "the global part carries no group");
+        let held: BTreeSet<u16> = serde_json::from_value(global["global"]["groups"].clone()).expect("held");
+        assert_eq!(held, written, "a group written in this flush is recorded as held");
+        assert_eq!(groups.len(), written.len(), "one part per group");
+        for part in &groups {
+            assert_eq!(part.route_keys(&names).len(), 1, "each part routes to one slot");
+            assert!(part.global.is_none());
+        }
+        let single =
+            serde_json::to_value(Payload::new(&flush, &names, &policy(), 3000, false)).expect("json");
+        assert_eq!(
+            single["global"]["groups"],
+            serde_json::json!([]),
+            "one Redis: held as the coordinator says"
+        );
+        assert_eq!(single["sharded"], false);
+    }
+}
