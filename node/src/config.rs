@@ -15,7 +15,7 @@ mod redis_target;
 mod validate;
 
 pub use self::auth::verifier;
-pub use self::redis_target::{Credentials, RedisTarget, SentinelTarget, Topology};
+pub use self::redis_target::{ClusterTarget, Credentials, RedisTarget, SentinelTarget, Topology};
 pub use crate::auth::AuthMode;
 
 /// The defaults, compiled into the binary so a bare `rollcall serve` needs no files.
@@ -39,6 +39,7 @@ pub struct Settings {
     pub redis_sentinel_master: String,
     pub redis_sentinel_username: String,
     pub redis_sentinel_password: Secret,
+    pub redis_cluster_nodes: Vec<String>,
     pub redis_tls: bool,
     pub redis_tls_ca_file: PathBuf,
     pub redis_tls_cert_file: PathBuf,
@@ -229,6 +230,7 @@ pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Sett
             .list_separator(",")
             .with_list_parse_key("cors_origins")
             .with_list_parse_key("redis_sentinels")
+            .with_list_parse_key("redis_cluster_nodes")
             .with_list_parse_key("api_keys")
             .with_list_parse_key("webhook_events"),
     );

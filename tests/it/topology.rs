@@ -1,8 +1,10 @@
 //! Redis as production runs it: TLS and mutual TLS, an ACL user with only rollcall's
-//! permissions, Sentinel with a failover, and bad settings that say what is wrong in one line
+//! permissions, Sentinel with a failover, Redis Cluster with rooms on every shard and a failover, and bad settings that say what is wrong in one line
 //! (at startup: exit 2; at connect time: the degraded state and one log line with the reason).
 
 mod acl;
+mod cluster;
+mod cluster_set;
 mod failover;
 mod logged;
 mod sentinel;
@@ -122,6 +124,7 @@ fn bad_redis_settings_are_refused_at_startup_naming_the_key() {
     let url = ("ROLLCALL_REDIS_URL", "redis://127.0.0.1:6379");
     let sentinels = ("ROLLCALL_REDIS_SENTINELS", "127.0.0.1:26379,127.0.0.1:26380");
     let master = ("ROLLCALL_REDIS_SENTINEL_MASTER", "main");
+    let cluster = ("ROLLCALL_REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001");
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![tls, ("ROLLCALL_REDIS_TLS_CA_FILE", &missing)], "redis_tls_ca_file"),
         (vec![tls, ("ROLLCALL_REDIS_TLS_CA_FILE", &not_pem)], "redis_tls_ca_file"),
@@ -149,6 +152,13 @@ fn bad_redis_settings_are_refused_at_startup_naming_the_key() {
         (vec![("ROLLCALL_REDIS_SENTINELS", "127.0.0.1"), master], "redis_sentinels"),
         (vec![("ROLLCALL_REDIS_SENTINELS", "127.0.0.1:0"), master], "redis_sentinels"),
         (vec![sentinels, master, ("ROLLCALL_REDIS_TLS_CA_FILE", &ca)], "redis_tls_ca_file"),
+        (vec![url, cluster], "redis_cluster_nodes"),
+        (vec![sentinels, master, cluster], "redis_cluster_nodes"),
+        (vec![cluster, master], "redis_sentinel_master"),
+        (vec![("ROLLCALL_REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1")], "redis_cluster_nodes"),
+        (vec![("ROLLCALL_REDIS_CLUSTER_NODES", "127.0.0.1:70000")], "redis_cluster_nodes"),
+        (vec![cluster, ("ROLLCALL_REDIS_USERNAME", "rollcall")], "redis_username"),
+        (vec![cluster, ("ROLLCALL_REDIS_TLS_CA_FILE", &ca)], "redis_tls_ca_file"),
     ];
     for (pairs, named) in cases {
         let error = load(&pairs).expect_err(&format!("{pairs:?} must be refused")).to_string();
@@ -164,6 +174,8 @@ fn bad_redis_settings_are_refused_at_startup_naming_the_key() {
         ],
         vec![sentinels, master, ("ROLLCALL_REDIS_TLS", "true"), ("ROLLCALL_REDIS_TLS_CA_FILE", &ca)],
         vec![url, ("ROLLCALL_REDIS_USERNAME", "rollcall"), ("ROLLCALL_REDIS_PASSWORD", "0123")],
+        vec![cluster, ("ROLLCALL_REDIS_USERNAME", "rollcall"), ("ROLLCALL_REDIS_PASSWORD", "0123")],
+        vec![cluster, ("ROLLCALL_REDIS_TLS", "true"), ("ROLLCALL_REDIS_TLS_CA_FILE", &ca)],
     ];
     for pairs in fine {
         load(&pairs).unwrap_or_else(|e| panic!("{pairs:?} is valid: {e}"));

@@ -1,5 +1,5 @@
-//! The Redis settings as one checked value: where Redis is (one server, or the primary that
-//! Sentinel names), who the node is there (ACL user and password) and how the link is secured
+//! The Redis settings as one checked value: where Redis is (one server, the primary that
+//! Sentinel names, or a Redis Cluster), who the node is there (ACL user and password) and how the link is secured
 //! (TLS, mutual TLS). Every problem is a [`ConfigError`] naming its key, found before the node
 //! starts; only what shows when connecting (an untrusted server, a wrong password) is left to
 //! the degraded state.
@@ -17,7 +17,7 @@ use super::{ConfigError, Settings};
 /// Where the cluster's Redis is and how a node reaches it.
 #[derive(Debug, Clone)]
 pub struct RedisTarget {
-    /// One server, or a primary that Sentinel names.
+    /// One server, a primary that Sentinel names, or a cluster.
     pub topology: Topology,
     /// `Some`: every connection (to Redis and to the sentinels) uses TLS. Empty fields mean the
     /// system's root certificates and no client certificate.
@@ -31,6 +31,17 @@ pub enum Topology {
     Server(ConnectionInfo),
     /// `redis_sentinels`: ask them for the current primary of `master`.
     Sentinel(SentinelTarget),
+    /// `redis_cluster_nodes`: a Redis Cluster, found through some of its nodes.
+    Cluster(ClusterTarget),
+}
+
+/// A Redis Cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterTarget {
+    /// `host:port` of the nodes to learn the cluster's layout from.
+    pub nodes: Vec<(String, u16)>,
+    /// How to log in to every node.
+    pub auth: Credentials,
 }
 
 /// A primary found through Sentinel.
@@ -64,28 +75,38 @@ impl std::fmt::Debug for Credentials {
 
 /// The Redis target the settings describe; `None` in standalone mode.
 pub(super) fn target(s: &Settings) -> Result<Option<RedisTarget>, ConfigError> {
-    let sentinels: Vec<&str> = s.redis_sentinels.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
-    let topology = match (s.redis_url(), sentinels.is_empty()) {
-        (None, true) => {
-            if !s.redis_sentinel_master.trim().is_empty() {
-                return Err(invalid("redis_sentinel_master", "is set but redis_sentinels is empty"));
-            }
-            return Ok(None);
-        }
-        (Some(_), false) => {
-            return Err(invalid(
-                "redis_sentinels",
-                "set either redis_url (one server) or redis_sentinels (Sentinel), not both",
-            ));
-        }
-        (Some(url), true) => Topology::Server(server(s, url)?),
-        (None, false) => Topology::Sentinel(sentinel(s, &sentinels)?),
+    let sentinels = entries(&s.redis_sentinels);
+    let cluster = entries(&s.redis_cluster_nodes);
+    let chosen = [s.redis_url().is_some(), !sentinels.is_empty(), !cluster.is_empty()];
+    if chosen.iter().filter(|set| **set).count() > 1 {
+        let key = if cluster.is_empty() { "redis_sentinels" } else { "redis_cluster_nodes" };
+        return Err(invalid(
+            key,
+            "set one of redis_url (one server), redis_sentinels (Sentinel) or redis_cluster_nodes (Redis Cluster)",
+        ));
+    }
+    if sentinels.is_empty() && !s.redis_sentinel_master.trim().is_empty() {
+        return Err(invalid("redis_sentinel_master", "is set but redis_sentinels is empty"));
+    }
+    let topology = if let Some(url) = s.redis_url() {
+        Topology::Server(server(s, url)?)
+    } else if !sentinels.is_empty() {
+        Topology::Sentinel(sentinel(s, &sentinels)?)
+    } else if !cluster.is_empty() {
+        Topology::Cluster(cluster_target(s, &cluster)?)
+    } else {
+        return Ok(None);
     };
     let tls_on = match &topology {
         Topology::Server(info) => matches!(info.addr(), ConnectionAddr::TcpTls { .. }),
-        Topology::Sentinel(_) => s.redis_tls,
+        Topology::Sentinel(_) | Topology::Cluster(_) => s.redis_tls,
     };
     Ok(Some(RedisTarget { topology, tls: tls_certificates(s, tls_on)? }))
+}
+
+/// The non-empty entries of a list setting.
+fn entries(list: &[String]) -> Vec<&str> {
+    list.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect()
 }
 
 fn server(s: &Settings, url: &str) -> Result<ConnectionInfo, ConfigError> {
@@ -145,7 +166,8 @@ fn check_pair(
 }
 
 fn sentinel(s: &Settings, entries: &[&str]) -> Result<SentinelTarget, ConfigError> {
-    let sentinels = entries.iter().map(|entry| host_port(entry)).collect::<Result<Vec<_>, _>>()?;
+    let sentinels =
+        entries.iter().map(|entry| host_port("redis_sentinels", entry)).collect::<Result<Vec<_>, _>>()?;
     let master = s.redis_sentinel_master.trim();
     if master.is_empty() {
         return Err(invalid(
@@ -172,9 +194,20 @@ fn sentinel(s: &Settings, entries: &[&str]) -> Result<SentinelTarget, ConfigErro
     })
 }
 
-/// `host:port` or `[v6]:port`.
-fn host_port(entry: &str) -> Result<(String, u16), ConfigError> {
-    let bad = || invalid("redis_sentinels", format!("{entry:?} is not host:port"));
+fn cluster_target(s: &Settings, entries: &[&str]) -> Result<ClusterTarget, ConfigError> {
+    const KEY: &str = "redis_cluster_nodes";
+    let nodes = entries.iter().map(|entry| host_port(KEY, entry)).collect::<Result<Vec<_>, _>>()?;
+    let auth = Credentials {
+        username: Some(s.redis_username.clone()).filter(|u| !u.is_empty()),
+        password: Some(s.redis_password.expose().to_owned()).filter(|p| !p.is_empty()),
+    };
+    check_pair("redis_username", &auth.username, &auth.password)?;
+    Ok(ClusterTarget { nodes, auth })
+}
+
+/// `host:port` or `[v6]:port`, an entry of the list setting `key`.
+fn host_port(key: &'static str, entry: &str) -> Result<(String, u16), ConfigError> {
+    let bad = || invalid(key, format!("{entry:?} is not host:port"));
     let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port: u16 = port.parse().map_err(|_| bad())?;
@@ -194,7 +227,7 @@ fn tls_certificates(s: &Settings, tls_on: bool) -> Result<Option<TlsCertificates
     let given = |path: &Path| !path.as_os_str().is_empty();
     if !tls_on {
         if let Some((key, _)) = files.iter().find(|(_, path)| given(path)) {
-            let how = "use a rediss:// URL, or redis_tls = true with redis_sentinels";
+            let how = "use a rediss:// URL, or redis_tls = true with redis_sentinels or redis_cluster_nodes";
             return Err(invalid(key, format!("is set but the connection to Redis is not TLS ({how})")));
         }
         return Ok(None);

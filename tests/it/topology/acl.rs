@@ -12,6 +12,7 @@ use crate::helpers::{
     CONVERGE, RedisServer, TestClient, all_show, connect, connect_many, eventually, node_env, presence,
     spawn_node, try_connect_with, unique_prefix,
 };
+use crate::webhooks::receiver::{Mode, Receiver, SECRET};
 
 /// The commands of README's rule, "An ACL user for rollcall". Redis checks the commands a
 /// script calls against the user too, so the scripts' commands are here; keep this list and the
@@ -43,6 +44,20 @@ const COMMANDS: &[&str] = &[
     "zrangebylex",
     "zrem",
     "zscore",
+    // Webhooks: the scripts' events (`exists` for due vacancies, `xadd`), the delivery lease
+    // (`set`, `get`, `pexpire` in lease.lua), the stream's consumer group, dead letters.
+    "exists",
+    "xadd",
+    "xgroup|create",
+    "xreadgroup",
+    "xautoclaim",
+    "xack",
+    "xdel",
+    "xlen",
+    "lpush",
+    "ltrim",
+    "lrange",
+    "pexpire",
 ];
 
 pub(super) const PASSWORD: &str = "s3cret-for-tests";
@@ -50,6 +65,10 @@ pub(super) const PASSWORD: &str = "s3cret-for-tests";
 /// With Sentinel, a node also asks the primary for its ROLE (to find it, and before it reuses a
 /// connection: an old primary that came back as a replica must not be written to).
 pub(super) const SENTINEL_COMMANDS: &[&str] = &["role"];
+
+/// On a Redis Cluster, a node also learns which primary serves which slots, and announces on
+/// sharded channels.
+pub(super) const CLUSTER_COMMANDS: &[&str] = &["cluster|slots", "spublish", "ssubscribe"];
 
 /// README's rule for `prefix`: its keys and channels (`{prefix}:...` and, for rooms,
 /// `{prefix:...}...`), the commands above, nothing else.
@@ -145,6 +164,50 @@ async fn the_minimal_acl_user_is_enough_for_every_path() {
     drop(on_c);
 
     assert_eq!(presence(&a.url()).await["degraded"], false);
+    let objects = refused(redis.cmd(&["ACL", "LOG"]).await);
+    assert!(objects.is_empty(), "the rule refused {objects:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minimal_acl_user_is_enough_for_webhooks() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix("acl-hooks");
+    set_user(&redis, "rollcall", &rule(&prefix)).await;
+    let receiver = Receiver::start().await;
+    receiver.set_mode(Mode::Fail);
+    let mut env = as_user(node_env(Some(&redis.url()), &prefix, "n"), "rollcall");
+    let hooks = [
+        ("ROLLCALL_WEBHOOK_URL", receiver.url()),
+        ("ROLLCALL_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("ROLLCALL_WEBHOOK_VACATED_DELAY_MS", "300".to_owned()),
+        ("ROLLCALL_WEBHOOK_MAX_ATTEMPTS", "2".to_owned()),
+    ];
+    env.extend(hooks.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let node = LoggedNode::start(&env).await;
+    // Failing deliveries end as dead letters (LPUSH, LTRIM), listed by the API (LRANGE).
+    let first = try_connect_with(&node.url(), TransportType::Websocket, Some(json!({ "rooms": ["lost"] })))
+        .await
+        .expect("connects");
+    let dead_url = format!("{}/api/webhooks/dead", node.url());
+    eventually("a dead letter", CONVERGE, || async {
+        let page: serde_json::Value = reqwest::get(&dead_url).await.expect("GET").json().await.expect("json");
+        page["events"].as_array().is_some_and(|dead| !dead.is_empty())
+    })
+    .await;
+    // Then delivered: read by the consumer group, acknowledged and deleted; a vacancy comes due.
+    receiver.set_mode(Mode::Ok);
+    let second = try_connect_with(&node.url(), TransportType::Websocket, Some(json!({ "rooms": ["kept"] })))
+        .await
+        .expect("connects");
+    eventually("kept is counted", CONVERGE, || async { second.room_last("kept") == Some((1, 1)) }).await;
+    second.disconnect().await;
+    eventually("kept occupied and vacated, delivered", CONVERGE, || async {
+        receiver.count("room.occupied", "kept", None) >= 1
+            && receiver.count("room.vacated", "kept", None) >= 1
+    })
+    .await;
+    drop(first);
+    assert!(!node.log().contains("NoPerm") && !node.log().contains("can't run"), "{}", node.log());
     let objects = refused(redis.cmd(&["ACL", "LOG"]).await);
     assert!(objects.is_empty(), "the rule refused {objects:?}");
 }

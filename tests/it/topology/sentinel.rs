@@ -55,6 +55,11 @@ impl Instance {
         *self = Self::try_start(program, args, self.port).await.expect("restarts on its port");
     }
 
+    /// Whether the process runs (not killed by the test).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL, and waits for the exit.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

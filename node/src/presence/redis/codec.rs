@@ -1,7 +1,7 @@
 //! The JSON that goes into `flush.lua` and comes back from it and from the channels. Lua's cjson
 //! writes an empty list as `{}`, so every list read here accepts that too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -24,6 +24,8 @@ pub struct Payload<'a> {
     ttl: u64,
     cap: u32,
     ev: Option<serde_json::Value>,
+    /// Announce with SPUBLISH (sharded channels, on a cluster) instead of PUBLISH.
+    sharded: bool,
     global: Option<GlobalPart<'a>>,
     groups: Vec<GroupPart<'a>>,
 }
@@ -40,7 +42,7 @@ struct GlobalPart<'a> {
     c: u32,
     a: u32,
     u: Vec<CellJson<'a>>,
-    groups: &'a [u16],
+    groups: Vec<u16>,
     done: Vec<(&'a str, u64)>,
 }
 
@@ -59,7 +61,10 @@ fn cells(share: &Share) -> Vec<CellJson<'_>> {
 
 impl<'a> Payload<'a> {
     /// The whole flush as one payload, its parts grouped by slot (global, then each group).
-    pub fn new(flush: &'a Flush, names: &Names, policy: &RoomPolicy, ttl_ms: u64) -> Self {
+    /// `sharded`: the parts run as separate steps (one per slot, concurrently), so the groups
+    /// listed as held also name the groups this flush writes: if the global step lands and a
+    /// group's does not, a reap must still visit that group.
+    pub fn new(flush: &'a Flush, names: &Names, policy: &RoomPolicy, ttl_ms: u64, sharded: bool) -> Self {
         let groups = policy.groups;
         let floors: BTreeMap<u16, u64> = flush.group_floors.iter().copied().collect();
         let mut parts: BTreeMap<u16, GroupPart<'a>> = BTreeMap::new();
@@ -88,7 +93,13 @@ impl<'a> Payload<'a> {
             c: flush.global.connections,
             a: flush.global.anonymous,
             u: cells(&flush.global),
-            groups: &flush.groups_held,
+            groups: if sharded {
+                let written = flush.rooms.iter().map(|room| group_of(&room.room, groups));
+                let held: BTreeSet<u16> = flush.groups_held.iter().copied().chain(written).collect();
+                held.into_iter().collect()
+            } else {
+                flush.groups_held.clone()
+            },
             done: flush.reaps_done.iter().map(|r| (r.node.as_str(), r.incarnation)).collect(),
         };
         Self {
@@ -97,9 +108,18 @@ impl<'a> Payload<'a> {
             ttl: ttl_ms,
             cap: policy.max_members_listed,
             ev: policy.events.map(events_json),
+            sharded,
             global: Some(global),
             groups: parts.into_values().collect(),
         }
+    }
+
+    /// The payload as one step per slot: the global part, then one per group.
+    pub fn into_parts(self) -> (Payload<'a>, Vec<Payload<'a>>) {
+        let Self { node, inc, ttl, cap, ev, sharded, global, groups } = self;
+        let part = |global, groups| Payload { node, inc, ttl, cap, ev: ev.clone(), sharded, global, groups };
+        let rest = groups.into_iter().map(|group| part(None, vec![group])).collect();
+        (part(global, Vec::new()), rest)
     }
 
     /// One key per slot the payload touches, to route the call.
@@ -196,9 +216,14 @@ impl RoomEntry {
     }
 }
 
-/// Parses `flush.lua`'s reply.
-pub fn flush_reply(text: &str) -> Result<FlushReply, String> {
-    let reply: Reply = serde_json::from_str(text).map_err(|e| format!("flush reply: {e}"))?;
+/// Parses `flush.lua`'s replies (one per slot the flush touched) as one.
+pub fn flush_reply(texts: &[String]) -> Result<FlushReply, String> {
+    let mut reply = Reply { global: None, groups: Vec::new() };
+    for text in texts {
+        let part: Reply = serde_json::from_str(text).map_err(|e| format!("flush reply: {e}"))?;
+        reply.global = reply.global.or(part.global);
+        reply.groups.extend(part.groups);
+    }
     let mut out = FlushReply::default();
     if let Some(g) = reply.global {
         out.global = Snapshot { counts: Counts { connections: g.c, users: g.u }, version: g.v };
@@ -267,5 +292,57 @@ impl RoomEntryOwned {
     /// The update it describes, at the group's `version`.
     pub fn update(self, version: u64) -> Result<RoomUpdate, String> {
         self.0.update(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::RoomShare;
+
+    fn policy() -> RoomPolicy {
+        RoomPolicy { groups: 16, max_members_listed: 100, events: None }
+    }
+
+    fn flush(rooms: &[&str], held: &[u16]) -> Flush {
+        let share = Share { connections: 1, anonymous: 1, users: Vec::new() };
+        Flush {
+            node: "a".into(),
+            incarnation: 3,
+            groups_held: held.to_vec(),
+            rooms: rooms
+                .iter()
+                .map(|r| RoomShare { room: RoomName::new(r).expect("room"), share: share.clone() })
+                .collect(),
+            ..Flush::default()
+        }
+    }
+
+    #[test]
+    fn a_cluster_payload_is_one_part_per_slot_and_lists_the_groups_it_writes_as_held() {
+        let names = Names::new("p");
+        let rooms = ["x", "y", "z"];
+        let flush = flush(&rooms, &[]);
+        let written: BTreeSet<u16> =
+            rooms.iter().map(|r| group_of(&RoomName::new(r).expect("room"), 16)).collect();
+        let (global, groups) = Payload::new(&flush, &names, &policy(), 3000, true).into_parts();
+        let global: serde_json::Value = serde_json::to_value(&global).expect("json");
+        assert_eq!(global["sharded"], true);
+        assert_eq!(global["groups"], serde_json::json!([]), "the global part carries no group");
+        let held: BTreeSet<u16> = serde_json::from_value(global["global"]["groups"].clone()).expect("held");
+        assert_eq!(held, written, "a group written in this flush is recorded as held");
+        assert_eq!(groups.len(), written.len(), "one part per group");
+        for part in &groups {
+            assert_eq!(part.route_keys(&names).len(), 1, "each part routes to one slot");
+            assert!(part.global.is_none());
+        }
+        let single =
+            serde_json::to_value(Payload::new(&flush, &names, &policy(), 3000, false)).expect("json");
+        assert_eq!(
+            single["global"]["groups"],
+            serde_json::json!([]),
+            "one Redis: held as the coordinator says"
+        );
+        assert_eq!(single["sharded"], false);
     }
 }

@@ -1,20 +1,21 @@
-//! How a node reaches Redis: one server (plain or TLS, with an ACL user), or the primary that
-//! Sentinel names. The [`Connector`] hands out the two kinds of connection the backend needs —
-//! pooled ones for the scripts and a fresh pub/sub one for the subscriber — and every new
-//! connection goes where the settings say *now*: through Sentinel, that is the current primary,
-//! so after a failover both kinds follow the promoted replica.
-//!
-//! A Redis Cluster route fits beside the two here: its own [`Route`] variant, a cluster-aware
-//! connection behind [`ScriptConnection`] and sharded pub/sub behind [`Connector::pubsub`].
+//! How a node reaches Redis: one server (plain or TLS, with an ACL user), the primary that
+//! Sentinel names, or a Redis Cluster (`cluster.rs`). The [`Connector`] hands out the two kinds
+//! of connection the backend needs — script connections and a fresh subscription for the
+//! subscriber — and every new connection goes where the settings say *now*: through Sentinel,
+//! that is the current primary, so after a failover both kinds follow the promoted replica; on
+//! a cluster, the slot's primary as the cluster says.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
-use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
+use redis::aio::{ConnectionLike, MultiplexedConnection, PubSubStream};
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisError, RedisResult, Role, TlsMode};
 
+use super::BackendError;
+use super::cluster::{ClusterRoute, ShardedSubscription};
 use crate::config::{RedisTarget, SentinelTarget, Topology};
 
 /// Opens connections to the Redis that the settings name.
@@ -36,6 +37,8 @@ enum Route {
         /// For error messages: the master name and the sentinels asked.
         described: String,
     },
+    /// A Redis Cluster: the slot's primary, as the cluster says.
+    Cluster(ClusterRoute),
 }
 
 impl Connector {
@@ -59,12 +62,24 @@ impl Connector {
                     sentinel.sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(",")
                 ),
             },
+            Topology::Cluster(cluster) => {
+                Route::Cluster(ClusterRoute::new(cluster, target.tls.clone(), timeout)?)
+            }
         };
         Ok(Self { route, timeout, tls: target.tls.is_some() })
     }
 
-    /// A pool of script connections, at most `max_size`, each checked before it is reused.
+    /// Whether announcements go on sharded channels (SPUBLISH / SSUBSCRIBE): on a cluster.
+    pub fn sharded(&self) -> bool {
+        matches!(self.route, Route::Cluster(_))
+    }
+
+    /// A pool of script connections, at most `max_size`, each checked before it is reused (on a
+    /// cluster: its one multiplexed cluster connection).
     pub fn script_pool(self: &Arc<Self>, max_size: usize) -> ScriptPool {
+        if self.sharded() {
+            return ScriptPool::Cluster(self.clone());
+        }
         let timeouts = managed::Timeouts {
             wait: Some(self.timeout),
             create: Some(self.timeout),
@@ -76,7 +91,7 @@ impl Connector {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a pool with a runtime and timeouts always builds");
-        ScriptPool(pool)
+        ScriptPool::Pooled(pool)
     }
 
     /// A new connection to the server the scripts must run on.
@@ -88,9 +103,19 @@ impl Connector {
         .await
     }
 
-    /// A new dedicated pub/sub connection to the server the scripts publish on.
-    pub async fn pubsub(&self) -> RedisResult<PubSub> {
-        self.bounded(async { self.primary().await?.get_async_pubsub().await }).await
+    /// `channels` subscribed over a new dedicated connection to where the scripts publish them.
+    pub async fn subscribe(&self, channels: &[String]) -> RedisResult<Subscription> {
+        if let Route::Cluster(cluster) = &self.route {
+            return cluster.subscribe(channels).await.map(Subscription::Sharded);
+        }
+        let mut pubsub = self.bounded(async { self.primary().await?.get_async_pubsub().await }).await?;
+        pubsub.subscribe(channels).await?;
+        Ok(Subscription::Plain(pubsub.into_on_message()))
+    }
+
+    /// A new connection to the cluster, bounded like every connection attempt.
+    async fn cluster_connection(&self, cluster: &ClusterRoute) -> RedisResult<ClusterConnection> {
+        self.bounded(cluster.connection()).await
     }
 
     /// Bounds a connection attempt by 3/4 of the operation deadline: when connecting is what
@@ -121,6 +146,9 @@ impl Connector {
     async fn primary(&self) -> RedisResult<Client> {
         match &self.route {
             Route::Server(client) => Ok(client.clone()),
+            Route::Cluster(cluster) => {
+                Err(std::io::Error::other(format!("{} has no single primary", cluster.described)).into())
+            }
             Route::Sentinel { lookup, described } => {
                 // Boxed: the look-up's future is deep, and the pool's future holds it.
                 let found = Box::pin(async { lookup.lock().await.async_get_client().await }).await;
@@ -134,7 +162,7 @@ impl Connector {
     /// written to, and a connection to it would otherwise answer PING forever.
     async fn still_usable(&self, conn: &mut MultiplexedConnection) -> RecycleResult<RedisError> {
         match self.route {
-            Route::Server(_) => {
+            Route::Server(_) | Route::Cluster(_) => {
                 redis::cmd("PING").query_async::<String>(conn).await?;
             }
             Route::Sentinel { .. } => {
@@ -191,7 +219,7 @@ fn sentinel_client(sentinel: &SentinelTarget, target: &RedisTarget) -> RedisResu
 }
 
 /// Creates script connections through the [`Connector`] and checks them before reuse.
-struct ScriptManager(Arc<Connector>);
+pub(super) struct ScriptManager(Arc<Connector>);
 
 impl managed::Manager for ScriptManager {
     type Type = MultiplexedConnection;
@@ -207,21 +235,59 @@ impl managed::Manager for ScriptManager {
 }
 
 /// The connections the scripts run on.
-pub(super) struct ScriptPool(managed::Pool<ScriptManager>);
+pub(super) enum ScriptPool {
+    /// One server or Sentinel: a pool of checked connections to the primary.
+    Pooled(managed::Pool<ScriptManager>),
+    /// A cluster: one multiplexed connection that routes each call to its slot's primary.
+    Cluster(Arc<Connector>),
+}
 
 impl ScriptPool {
-    /// A checked connection to the primary: an idle one, or a new one.
+    /// A checked connection to the primary (an idle one, or a new one), or the cluster connection.
     pub async fn get(&self) -> Result<ScriptConnection, PoolError<RedisError>> {
-        self.0.get().await.map(ScriptConnection)
+        match self {
+            Self::Pooled(pool) => pool.get().await.map(ScriptConnection::Pooled),
+            Self::Cluster(connector) => match &connector.route {
+                Route::Cluster(cluster) => connector
+                    .cluster_connection(cluster)
+                    .await
+                    .map(ScriptConnection::Cluster)
+                    .map_err(PoolError::Backend),
+                _ => unreachable!("a cluster pool is made only for a cluster route"),
+            },
+        }
+    }
+
+    /// After a failed call: on a cluster, a failure on the way to it (not a script's own error)
+    /// makes the next call start from the seed nodes again.
+    pub fn failed(&self, error: &BackendError) {
+        let Self::Cluster(connector) = self else { return };
+        let Route::Cluster(cluster) = &connector.route else { return };
+        let lost = match error {
+            BackendError::Timeout(_) | BackendError::Pool(_) => true,
+            BackendError::Redis(e) => e.is_io_error() || e.is_cluster_error() || e.is_unrecoverable_error(),
+            BackendError::Reply(_) | BackendError::Parse(_) => false,
+        };
+        if lost {
+            cluster.forget();
+        }
     }
 }
 
-/// A pooled connection; it goes back to the pool when dropped.
-pub(super) struct ScriptConnection(Object<ScriptManager>);
+/// A connection the scripts run on; a pooled one goes back to the pool when dropped.
+pub(super) enum ScriptConnection {
+    /// From the pool of one server or Sentinel.
+    Pooled(Object<ScriptManager>),
+    /// The cluster connection (a cheap clone).
+    Cluster(ClusterConnection),
+}
 
 impl ConnectionLike for ScriptConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
-        self.0.req_packed_command(cmd)
+        match self {
+            Self::Pooled(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
     }
 
     fn req_packed_commands<'a>(
@@ -230,10 +296,35 @@ impl ConnectionLike for ScriptConnection {
         offset: usize,
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        self.0.req_packed_commands(pipeline, offset, count)
+        match self {
+            Self::Pooled(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
     }
 
     fn get_db(&self) -> i64 {
-        self.0.get_db()
+        match self {
+            Self::Pooled(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// A subscription's messages, from one pub/sub connection or from a cluster's shards.
+pub(super) enum Subscription {
+    /// SUBSCRIBE on one server.
+    Plain(PubSubStream),
+    /// SSUBSCRIBE on each channel's shard.
+    Sharded(ShardedSubscription),
+}
+
+impl Subscription {
+    /// The next message; `None` when the subscription is lost.
+    pub async fn next(&mut self) -> Option<redis::Msg> {
+        use futures_util::StreamExt;
+        match self {
+            Self::Plain(stream) => stream.next().await,
+            Self::Sharded(sharded) => sharded.next().await,
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! Cluster mode: the counts live in Redis; Lua scripts change them and announce them atomically.
 
+mod cluster;
 mod codec;
 mod connect;
 mod events;
 mod scripts;
 mod subscriber;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,7 @@ use crate::metrics::Metrics;
 /// How to reach Redis and how this cluster's keys are named.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// Where Redis is and how to reach it (one server or Sentinel; TLS; ACL user).
+    /// Where Redis is and how to reach it (one server, Sentinel or a cluster; TLS; ACL user).
     pub target: crate::config::RedisTarget,
     /// Prefix of every key and channel (inside the hash tag of all of them).
     pub prefix: String,
@@ -39,7 +41,8 @@ pub struct RedisOptions {
     pub rooms: RoomPolicy,
 }
 
-/// The Redis backend: a small pool for scripts, a dedicated connection for pub/sub.
+/// The Redis backend: a small pool for scripts (on a cluster: one cluster connection), a
+/// dedicated connection for pub/sub.
 pub struct RedisBackend {
     connector: Arc<Connector>,
     pool: ScriptPool,
@@ -48,6 +51,9 @@ pub struct RedisBackend {
     options: RedisOptions,
     metrics: Arc<Metrics>,
     known_groups: events::KnownGroups,
+    /// On a cluster: the groups the last global step that landed listed as held by this node.
+    /// A flush that writes a room of another group runs its global step first (see `flush`).
+    confirmed_held: std::sync::Mutex<BTreeSet<u16>>,
 }
 
 impl RedisBackend {
@@ -63,7 +69,13 @@ impl RedisBackend {
             options,
             metrics,
             known_groups: events::KnownGroups::default(),
+            confirmed_held: std::sync::Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// Whether the backend is a Redis Cluster: one step per slot, sharded channels.
+    fn sharded(&self) -> bool {
+        self.connector.sharded()
     }
 
     /// Runs `call` on a pooled connection under the command deadline, recording latency and failure.
@@ -79,6 +91,9 @@ impl RedisBackend {
         .await
         .unwrap_or(Err(BackendError::Timeout(self.options.timeout)));
         self.metrics.observe_redis(operation, started.elapsed(), result.is_ok());
+        if let Err(error) = &result {
+            self.pool.failed(error);
+        }
         result
     }
 
@@ -103,6 +118,13 @@ impl RedisBackend {
         .await
     }
 
+    /// One `flush.lua` step (on a cluster: the part of a flush in one slot).
+    async fn flush_step(&self, payload: &Payload<'_>) -> Result<String, BackendError> {
+        let keys = payload.route_keys(&self.names);
+        let json = serde_json::to_string(payload).map_err(|e| BackendError::Reply(e.to_string()))?;
+        self.eval("flush", &self.scripts.flush, &keys, &[json]).await
+    }
+
     fn ttl_ms(&self) -> u64 {
         u64::try_from(self.options.node_ttl.as_millis()).unwrap_or(u64::MAX)
     }
@@ -112,27 +134,63 @@ impl RedisBackend {
 impl PresenceBackend for RedisBackend {
     async fn flush(&self, flush: &Flush) -> Result<FlushReply, BackendError> {
         let rooms = self.options.rooms;
-        let payload = Payload::new(flush, &self.names, &rooms, self.ttl_ms());
-        let keys = payload.route_keys(&self.names);
-        let json = serde_json::to_string(&payload).map_err(|e| BackendError::Reply(e.to_string()))?;
-        let reply: String = self.eval("flush", &self.scripts.flush, &keys, &[json]).await?;
-        codec::flush_reply(&reply).map_err(BackendError::Reply)
+        let payload = Payload::new(flush, &self.names, &rooms, self.ttl_ms(), self.sharded());
+        if !self.sharded() {
+            let reply = self.flush_step(&payload).await?;
+            return codec::flush_reply(&[reply]).map_err(BackendError::Reply);
+        }
+        // A cluster: one step per slot. The global step records the groups this node holds (so
+        // a reap finds them); when this flush writes a room of a group not recorded yet, that
+        // record lands first. Otherwise every step goes at once.
+        let (global, groups) = payload.into_parts();
+        let written: BTreeSet<u16> = flush.rooms.iter().map(|r| group_of(&r.room, rooms.groups)).collect();
+        let recorded = self.confirmed_held.lock().map(|held| written.is_subset(&held)).unwrap_or(false);
+        let group_steps = futures_util::future::try_join_all(groups.iter().map(|part| self.flush_step(part)));
+        let (global_reply, mut replies) = if recorded {
+            tokio::try_join!(self.flush_step(&global), group_steps)?
+        } else {
+            let global_reply = self.flush_step(&global).await?;
+            (global_reply, group_steps.await?)
+        };
+        if let Ok(mut held) = self.confirmed_held.lock() {
+            *held = flush.groups_held.iter().copied().chain(written).collect();
+        }
+        replies.insert(0, global_reply);
+        codec::flush_reply(&replies).map_err(BackendError::Reply)
     }
 
     async fn deregister(&self, node: &str, incarnation: u64, groups: &[u16]) -> Result<(), BackendError> {
-        let payload = serde_json::json!({
-            "node": node,
-            "inc": incarnation,
-            "cap": self.options.rooms.max_members_listed,
-            "ev": self.options.rooms.events.map(codec::events_json),
-            "global": { "tag": self.names.global_tag() },
-            "groups": groups.iter().map(|&g| serde_json::json!({ "tag": self.names.group_tag(g), "g": g })).collect::<Vec<_>>(),
-        });
-        let mut keys = vec![self.names.global_route()];
-        keys.extend(groups.iter().map(|&g| self.names.group_route(g)));
-        let _: String =
-            self.eval("deregister", &self.scripts.deregister, &keys, &[payload.to_string()]).await?;
-        Ok(())
+        let payload = |global: bool, groups: &[u16]| {
+            let mut payload = serde_json::json!({
+                "node": node,
+                "inc": incarnation,
+                "cap": self.options.rooms.max_members_listed,
+                "ev": self.options.rooms.events.map(codec::events_json),
+                "sharded": self.sharded(),
+                "groups": groups.iter().map(|&g| serde_json::json!({ "tag": self.names.group_tag(g), "g": g })).collect::<Vec<_>>(),
+            });
+            if global {
+                payload["global"] = serde_json::json!({ "tag": self.names.global_tag() });
+            }
+            payload.to_string()
+        };
+        let step = async |payload: String, keys: Vec<String>| {
+            let _: String = self.eval("deregister", &self.scripts.deregister, &keys, &[payload]).await?;
+            Ok::<_, BackendError>(())
+        };
+        if !self.sharded() {
+            let mut keys = vec![self.names.global_route()];
+            keys.extend(groups.iter().map(|&g| self.names.group_route(g)));
+            return step(payload(true, groups), keys).await;
+        }
+        // A cluster: the room shares go first (each group in its slot, at once); only then is
+        // the node removed from the global count, so a failed group step leaves the node to
+        // be reaped, rooms included, instead of leaving its room shares behind.
+        futures_util::future::try_join_all(
+            groups.iter().map(|&g| step(payload(false, &[g]), vec![self.names.group_route(g)])),
+        )
+        .await?;
+        step(payload(true, &[]), vec![self.names.global_route()]).await
     }
 
     fn subscribe(&self, events: mpsc::Sender<BackendEvent>) {
@@ -149,21 +207,34 @@ impl PresenceBackend for RedisBackend {
 
     async fn room_counts(&self, rooms: &[RoomName]) -> Result<Vec<Counts>, BackendError> {
         let groups = self.options.rooms.groups;
-        let keys: Vec<String> =
-            rooms.iter().map(|room| self.names.room_key(group_of(room, groups), room.as_str())).collect();
-        let replies: Vec<(Option<i64>, Option<i64>)> = self
-            .with_conn("room_counts", async |conn| {
+        // One pipeline; on a cluster one per group (a pipeline stays in one slot), at once.
+        let mut batches: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, room) in rooms.iter().enumerate() {
+            let batch = if self.sharded() { group_of(room, groups) } else { 0 };
+            batches.entry(batch).or_default().push(i);
+        }
+        let read = async |indexes: &Vec<usize>| {
+            let keys: Vec<String> = indexes
+                .iter()
+                .map(|&i| self.names.room_key(group_of(&rooms[i], groups), rooms[i].as_str()))
+                .collect();
+            self.with_conn("room_counts", async |conn| {
                 let mut pipe = redis::pipe();
                 for key in &keys {
                     pipe.cmd("HMGET").arg(key).arg("c").arg("u");
                 }
-                Ok(pipe.query_async(conn).await?)
+                Ok(pipe.query_async::<Vec<(Option<i64>, Option<i64>)>>(conn).await?)
             })
-            .await?;
-        Ok(replies
-            .into_iter()
-            .map(|(c, u)| Counts { connections: c.unwrap_or(0), users: u.unwrap_or(0) })
-            .collect())
+            .await
+        };
+        let replies = futures_util::future::try_join_all(batches.values().map(read)).await?;
+        let mut counts = vec![Counts::default(); rooms.len()];
+        for (indexes, replies) in batches.values().zip(replies) {
+            for (&i, (c, u)) in indexes.iter().zip(replies) {
+                counts[i] = Counts { connections: c.unwrap_or(0), users: u.unwrap_or(0) };
+            }
+        }
+        Ok(counts)
     }
 
     async fn list_rooms(

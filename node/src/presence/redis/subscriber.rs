@@ -1,15 +1,15 @@
 //! The pub/sub side of the Redis backend: one dedicated connection to the global channel and every
-//! room group's channel, re-established with capped backoff. Every (re)subscription is reported,
+//! room group's channel (on a cluster: sharded channels, each on its shard), re-established with
+//! capped backoff. Every (re)subscription is reported,
 //! because anything may have been missed while unsubscribed and the coordinator must re-read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::codec::Published;
-use super::connect::Connector;
+use super::connect::{Connector, Subscription};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::presence::{Announcement, BackendEvent, Counts, Snapshot};
@@ -28,19 +28,15 @@ impl Subscriber {
         let mut backoff = Backoff::for_backend();
         let mut outage_logged = false;
         while !events.is_closed() {
-            let connect = async {
-                let mut pubsub = self.connector.pubsub().await?;
-                pubsub.subscribe(&self.channels).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            };
+            let connect = self.connector.subscribe(&self.channels);
             let attempt = Instant::now();
             match tokio::time::timeout(self.timeout, connect).await {
-                Ok(Ok(pubsub)) => {
+                Ok(Ok(subscription)) => {
                     if outage_logged {
                         tracing::info!("redis subscription restored");
                     }
                     backoff.reset();
-                    if !self.forward(pubsub, &events).await {
+                    if !self.forward(subscription, &events).await {
                         return;
                     }
                     tracing::warn!("redis subscription lost; reconnecting");
@@ -66,12 +62,11 @@ impl Subscriber {
     }
 
     /// Forwards announcements until the connection breaks (`true`) or nobody listens (`false`).
-    async fn forward(&self, pubsub: redis::aio::PubSub, events: &mpsc::Sender<BackendEvent>) -> bool {
+    async fn forward(&self, mut messages: Subscription, events: &mpsc::Sender<BackendEvent>) -> bool {
         if events.send(BackendEvent::Subscribed).await.is_err() {
             return false;
         }
         let mut garbage_logged = false;
-        let mut messages = pubsub.into_on_message();
         loop {
             let message = tokio::select! {
                 message = messages.next() => message,

@@ -1,7 +1,10 @@
--- ARGV[1]: {node, inc, global = {tag}, groups = [{tag, g}]}. Removes the node, its global share
--- and every room share it holds in the listed groups, announcing each drop (graceful shutdown).
+-- ARGV[1]: {node, inc, sharded, global = {tag} (optional), groups = [{tag, g}]}. Removes the node,
+-- its global share and every room share it holds in the listed groups, announcing each drop
+-- (graceful shutdown). On a Redis Cluster each slot is its own call: groups first, global last.
 local p = cjson.decode(ARGV[1])
 local node, cap = p.node, tonumber(p.cap)
+-- On a Redis Cluster announcements go on sharded channels: each in its own slot's shard.
+local PUBLISH = p.sharded and 'SPUBLISH' or 'PUBLISH'
 for _, gp in ipairs(p.groups) do
   local T = gp.tag
   local changed = {}
@@ -21,7 +24,7 @@ for _, gp in ipairs(p.groups) do
   if #changed > 0 then
     local version = tonumber(redis.call('GET', T .. ':v') or '0') + 1
     redis.call('SET', T .. ':v', version)
-    redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":[],"at":%d}', gp.g, version, cjson.encode(changed), now))
+    redis.call(PUBLISH, T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":[],"at":%d}', gp.g, version, cjson.encode(changed), now))
     append_events(events, T, version)
   end
 end
@@ -36,6 +39,6 @@ if p.global then
   redis.call('SET', G .. ':clock', now)
   local version = tonumber(redis.call('GET', G .. ':v') or '0') + 1
   redis.call('SET', G .. ':v', version)
-  redis.call('PUBLISH', G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":[],"at":%d}', version, t.c, t.u, now))
+  redis.call(PUBLISH, G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":[],"at":%d}', version, t.c, t.u, now))
 end
 return 'ok'

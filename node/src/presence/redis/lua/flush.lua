@@ -1,12 +1,15 @@
 -- One flush of one node, for the parts of it that live in this call's slot (on a single Redis:
 -- all of it). ARGV[1] is the payload (JSON):
---   node, inc (0 before the first reply), ttl (ms), cap (members listed), and
+--   node, inc (0 before the first reply), ttl (ms), cap (members listed), sharded (announce with
+--   SPUBLISH: on a Redis Cluster, where each part runs as its own call in its own slot), and
 --   global = {tag, floor, c, a, u = [[user, n, info]...], groups = [...], done = [[node, inc]...]}
 --   groups = [{tag, g, floor, rooms = [[room, c, a, [[user, n, info]...]]...], reap = [[node, inc]...]}]
 -- KEYS name one key of each part (routing only); every key is built from the parts' tags.
 -- Returns the JSON reply (see presence/redis/reply.rs).
 local p = cjson.decode(ARGV[1])
 local node, cap = p.node, tonumber(p.cap)
+-- On a Redis Cluster announcements go on sharded channels: each in its own slot's shard.
+local PUBLISH = p.sharded and 'SPUBLISH' or 'PUBLISH'
 
 local function json_list(list)
   if #list == 0 then return '[]' end
@@ -61,7 +64,7 @@ local function global_step(gp)
   if changed or forced or #reaped > 0 then
     version = math.max(version, tonumber(gp.floor)) + 1
     redis.call('SET', G .. ':v', version)
-    redis.call('PUBLISH', G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":%s,"at":%d}', version, t.c, t.u, json_list(reaped), now))
+    redis.call(PUBLISH, G .. ':updates', string.format('{"v":%d,"c":%d,"u":%d,"reaped":%s,"at":%d}', version, t.c, t.u, json_list(reaped), now))
   end
   local live = {}
   local entries = redis.call('ZRANGEBYSCORE', nodes, now, '+inf', 'WITHSCORES')
@@ -132,7 +135,7 @@ local function group_step(gp)
     redis.call('SET', version_key, version)
   end
   if #announced > 0 or #reaped > 0 then
-    redis.call('PUBLISH', T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":%s,"at":%d}', gp.g, version, json_list(announced), json_list(reaped), now))
+    redis.call(PUBLISH, T .. ':updates', string.format('{"g":%d,"v":%d,"rooms":%s,"reaped":%s,"at":%d}', gp.g, version, json_list(announced), json_list(reaped), now))
   end
   append_events(events, T, version)
   return string.format('{"g":%d,"v":%d,"rooms":%s,"due":%s,"events":%s}', gp.g, version, json_list(results),
