@@ -14,7 +14,16 @@
 #   edges        the requests schemathesis does not make (content type, bad JSON, 413, repeated and
 #                unknown parameters, the byte limit of names, 404 and 405, paging), each answer
 #                checked against the document
-# and, on the Redis node with Redis paused (SIGSTOP), the rooms API's documented 503.
+# and, on the Redis node with Redis paused (SIGSTOP), the rooms API's documented 503. These two
+# nodes have no `api_keys`: the document they serve lists no security. A third node, standalone
+# with `auth = optional`, `api_keys` and `public_presence = false` (its document lists the key on
+# every protected operation, /api/presence included):
+#   users        python-socketio clients with signed tokens are counted as users (two tabs of one
+#                user once), see `member joined`, and bad tokens are refused with their reason
+#   schemathesis with the API key, every check (ignored_auth sends each operation again without
+#                the key and with a wrong one, and wants a 401)
+#   keyed        without the key (or with a wrong one) every protected operation answers the
+#                documented 401, with it 200; the members API pages through the signed members
 #
 # Needs target/debug/rollcall (scripts/test.sh builds it; ROLLCALL_BIN to use another) and
 # redis-server. schemathesis and python-socketio (pinned) are installed once into a venv under
@@ -131,10 +140,13 @@ start_node() {
 }
 
 # ---- one node -----------------------------------------------------------------------------------
+# contract NAME URL CLIENTS EDGES [SCHEMATHESIS ARGS...]: the clients command holds its sockets
+# while schemathesis and the edges command run.
 contract() {
-  local name=$1 url=$2 ready="$WORK/$1.ready" clients
-  note "== $name: python-socketio clients join rooms"
-  "$VENV/bin/python" scripts/api_contract.py clients "$url" "$ready" >"$WORK/$name-clients.log" 2>&1 &
+  local name=$1 url=$2 ready="$WORK/$1.ready" clients_command=$3 edges_command=$4 clients
+  shift 4
+  note "== $name: python-socketio clients ($clients_command)"
+  "$VENV/bin/python" scripts/api_contract.py "$clients_command" "$url" "$ready" >"$WORK/$name-clients.log" 2>&1 &
   clients=$!
   PIDS+=("$clients")
   wait_for "$clients" "$name: clients in their rooms" test -e "$ready"
@@ -143,10 +155,10 @@ contract() {
   (cd "$WORK" && SCHEMATHESIS_HOOKS=api_contract PYTHONPATH="$REPO/scripts" timeout 300 \
     "$VENV/bin/schemathesis" run "$url/api/openapi.json" \
     --checks all --seed "$SEED" --max-examples "$MAX_EXAMPLES" --generation-database none \
-    --no-color --request-timeout 10 --wait-for-schema 10) \
+    --no-color --request-timeout 10 --wait-for-schema 10 "$@") \
     || fail "$name: schemathesis found the server and its document disagreeing (above)"
-  note "== $name: edges"
-  "$VENV/bin/python" scripts/api_contract.py edges "$url" || fail "$name: edges"
+  note "== $name: $edges_command"
+  "$VENV/bin/python" scripts/api_contract.py "$edges_command" "$url" || fail "$name: $edges_command"
   stop_and_wait "$clients" || fail "$name: clients: $(tail -n 5 "$WORK/$name-clients.log")"
   cat "$WORK/$name-clients.log"
 }
@@ -157,14 +169,19 @@ setup_venv
 started=$SECONDS
 
 start_node standalone
-contract standalone "$NODE_URL"
+contract standalone "$NODE_URL" clients edges
 
 start_redis
 start_node on-redis ROLLCALL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ROLLCALL_REDIS_PREFIX=api-contract
-contract on-redis "$NODE_URL"
+contract on-redis "$NODE_URL" clients edges
 note "== on-redis: Redis paused, the rooms API answers 503"
 kill -STOP "$REDIS_PID"
 "$VENV/bin/python" scripts/api_contract.py unavailable "$NODE_URL" || fail "on-redis: 503"
 kill -CONT "$REDIS_PID"
+
+export API_CONTRACT_API_KEY="api-contract-key-$RANDOM$RANDOM" API_CONTRACT_JWT_SECRET="api-contract-secret-$RANDOM-at-least-32-bytes"
+start_node keyed ROLLCALL_AUTH=optional ROLLCALL_JWT_SECRET="$API_CONTRACT_JWT_SECRET" \
+  ROLLCALL_API_KEYS="$API_CONTRACT_API_KEY,a-second-key" ROLLCALL_PUBLIC_PRESENCE=false
+contract keyed "$NODE_URL" users keyed -H "Authorization: Bearer $API_CONTRACT_API_KEY"
 
 note "api-contract: all checks held in $((SECONDS - started)) s"

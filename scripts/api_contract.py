@@ -11,12 +11,26 @@
                      unknown paths and methods, the room named `counts`, paging through the rooms
                      the clients hold), each answer checked against the OpenAPI document
   unavailable URL    while the caller has paused the node's Redis: the rooms API answers 503
+  users URL READY    against a node with `auth = optional`, `jwt_secret` = $API_CONTRACT_JWT_SECRET
+                     and `api_keys` holding $API_CONTRACT_API_KEY: python-socketio clients with
+                     signed tokens (two tabs of one user, another user, an anonymous watcher of
+                     the members) are counted as users, `member joined` reaches the watcher, bad
+                     tokens are refused with the CONNECT_ERROR message naming why; then READY and
+                     they stay, like `clients`
+  keyed URL          against that node: every protected operation answers 401 (the documented
+                     error) without the key, with a wrong one or another scheme, and the members
+                     API, with the key, pages through the members the `users` clients hold
 
 Every wait has a deadline. Exit code 0 only if every check held.
 
 Imported by schemathesis (SCHEMATHESIS_HOOKS=api_contract), it registers `filter_case` below.
 """
 
+import base64
+import hashlib
+import hmac
+import json
+import os
 import signal
 import sys
 import threading
@@ -96,6 +110,9 @@ class Client:
         self.connect_errors = []
         self.sio.on("room users", self._on_room_users)
         self.sio.on("connect_error", self._on_connect_error)
+        self.member_changes = []
+        self.sio.on("member joined", self._on_member("joined"))
+        self.sio.on("member left", self._on_member("left"))
 
     def _on_room_users(self, payload):
         with self.lock:
@@ -104,6 +121,13 @@ class Client:
     def _on_connect_error(self, data=None):
         with self.lock:
             self.connect_errors.append(data)
+
+    def _on_member(self, kind):
+        def record(payload):
+            with self.lock:
+                self.member_changes.append((kind, payload))
+
+        return record
 
     def connect(self, url, transport, rooms_query=(), auth=None):
         query = urllib.parse.urlencode([("room", room) for room in rooms_query])
@@ -120,9 +144,10 @@ class Client:
             seen = [p for p in self.room_users if p.get("room") == room]
         return seen[-1] if seen else None
 
-    def hears(self, room, connections):
-        """Waits until this client's latest `room users` for `room` is exact."""
-        want = {"room": room, "users": connections, "connections": connections}
+    def hears(self, room, connections, users=None):
+        """Waits until this client's latest `room users` for `room` is exact (users: connections,
+        unless given)."""
+        want = {"room": room, "users": connections if users is None else users, "connections": connections}
         eventually(
             f"{self.label}: room users {want}",
             lambda: check(self.last(room) == want, f"last was {self.last(room)}"),
@@ -137,9 +162,9 @@ def expect_ack(ack, room, connections):
     check(ack == want, f"ack {ack!r}, want exactly {want!r}")
 
 
-def get_json(url):
+def get_json(url, headers=None):
     """GET a JSON document, which must come with a 200."""
-    response = requests.get(url, timeout=TIMEOUT)
+    response = requests.get(url, timeout=TIMEOUT, headers=headers)
     check(response.status_code == 200, f"GET {url}: {response.status_code} {response.text[:200]!r}")
     return response.json()
 
@@ -148,8 +173,8 @@ def presence_local(url):
     return get_json(f"{url}/api/presence")["local"]
 
 
-def refused_at_connect(url, label, **how):
-    """A handshake with an invalid room: connect_error whose message says why, nobody counted."""
+def refused_at_connect(url, label, message="invalid room", **how):
+    """A refused handshake: connect_error whose message says why, nobody counted."""
     client = Client(label)
     try:
         client.connect(url, ["websocket"], **how)
@@ -157,9 +182,9 @@ def refused_at_connect(url, label, **how):
         pass
     else:
         client.sio.disconnect()
-        raise CheckFailed(f"{label}: connected despite an invalid room")
+        raise CheckFailed(f"{label}: connected despite being refused")
     messages = [e.get("message", "") if isinstance(e, dict) else str(e) for e in client.connect_errors]
-    check(any("invalid room" in m for m in messages), f"{label}: connect_error said {messages!r}")
+    check(any(message in m for m in messages), f"{label}: connect_error said {messages!r}, want {message!r}")
 
 
 def run_clients(url, ready_path):
@@ -207,14 +232,85 @@ def hold(ready_path):
     check(stop.wait(600), "no SIGTERM within 10 minutes")
 
 
+# ---- signed users -------------------------------------------------------------------------------
+
+# What the clients of `users` hold in USERS_ROOM: alice with two tabs, bob, and the anonymous
+# watcher (its own user, not a member).
+USERS_ROOM = "doc/42"
+MEMBERS = [
+    {"user": "alice", "info": {"name": "Alice"}, "connections": 2},
+    {"user": "bob", "info": None, "connections": 1},
+]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sign(claims, secret, alg="HS256"):
+    """A JWT: HS256 is HMAC-SHA256 over `header.payload`; `alg` only changes the header."""
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    mac = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64url(mac)}"
+
+
+def token(sub, secret, **claims):
+    return sign({"sub": sub, "exp": int(time.time()) + 600, **claims}, secret)
+
+
+def key_header():
+    return {"Authorization": f"Bearer {os.environ['API_CONTRACT_API_KEY']}"}
+
+
+def run_users(url, ready_path):
+    secret = os.environ["API_CONTRACT_JWT_SECRET"]
+    watcher = Client("watcher").connect(url, ["websocket"])
+    ack = watcher.call("join", {"room": USERS_ROOM, "members": True})
+    check(ack == {"ok": True, "room": USERS_ROOM, "users": 1, "connections": 1, "members": [], "truncated": False},
+          f"watcher's join: {ack!r}")
+    alice = token("alice", secret, info={"name": "Alice"}, rooms=["doc/*"])
+    tabs = [Client(f"alice-{t}").connect(url, [t], auth={"token": alice, "rooms": [USERS_ROOM]})
+            for t in ("websocket", "polling")]
+    bob = Client("bob").connect(url, ["websocket"], auth={"token": token("bob", secret)})
+    ack = bob.call("join", {"room": USERS_ROOM, "members": True})
+    check(ack == {"ok": True, "room": USERS_ROOM, "users": 3, "connections": 4, "members": MEMBERS, "truncated": False},
+          f"bob's join: {ack!r}")
+    watcher.hears(USERS_ROOM, 4, users=3)
+    want = [("joined", {"room": USERS_ROOM, "user": m["user"], "info": m["info"]}) for m in MEMBERS]
+    in_order = lambda changes: sorted(changes, key=lambda change: change[1]["user"])  # noqa: E731
+    eventually("member joined for alice and bob",
+               lambda: check(in_order(watcher.member_changes) == want, f"heard {watcher.member_changes}"))
+    now = int(time.time())
+    refusals = [
+        ("malformed", {"token": "not.a.jwt"}, "the token is malformed"),
+        ("expired", {"token": sign({"sub": "eve", "exp": now - 600}, secret)}, "the token has expired"),
+        ("wrong-key", {"token": token("eve", "another-secret-just-as-long-as-the-real-one")}, "signature is invalid"),
+        ("alg-none", {"token": sign({"sub": "eve", "exp": now + 600}, secret, alg="none")}, "algorithm is not allowed"),
+        ("empty-sub", {"token": token("", secret)}, "sub must be a non-empty string"),
+        ("room", {"token": alice, "rooms": ["lobby"]}, "is not allowed by the token"),
+    ]
+    for label, auth, message in refusals:
+        refused_at_connect(url, label, message, auth=auth)
+    eventually("4 connections of 3 users", lambda: check(
+        {k: get_json(f"{url}/api/presence", key_header())[k] for k in ("connections", "unique_users")}
+        == {"connections": 4, "unique_users": 3}, "presence"))
+    room = get_json(f"{url}/api/rooms/{urllib.parse.quote(USERS_ROOM, safe='')}", key_header())
+    check(room == {"room": USERS_ROOM, "users": 3, "connections": 4}, f"room: {room}")
+    hold(ready_path)
+    for client in (watcher, *tabs, bob):
+        client.sio.disconnect()
+
+
 # ---- edges --------------------------------------------------------------------------------------
 
 
 class Api:
     """Requests against one node, each answer checked against its OpenAPI document."""
 
-    def __init__(self, url):
+    def __init__(self, url, headers=None):
         self.url = url
+        self.headers = headers or {}
         self.document = requests.get(f"{url}/api/openapi.json", timeout=TIMEOUT).json()
         self.schema = schemathesis.openapi.from_dict(self.document)
 
@@ -231,6 +327,7 @@ class Api:
 
     def send(self, method, path, operation, status, **kwargs):
         """Sends one request; checks the status, that the document lists it, and the body."""
+        kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
         response = requests.request(method, f"{self.url}{path}", timeout=TIMEOUT, **kwargs)
         where = f"{method} {path[:80]}"
         check(response.status_code == status, f"{where}: {response.status_code} {response.text[:200]}, want {status}")
@@ -256,6 +353,9 @@ ONE = ("get", "/api/rooms/{room}")
 LIST = ("get", "/api/rooms")
 MANY = ("post", "/api/rooms/counts")
 COUNTS_ROOM = ("get", "/api/rooms/counts")
+MEMBERS_OF = ("get", "/api/rooms/{room}/members")
+DEAD = ("get", "/api/webhooks/dead")
+PRESENCE = ("get", "/api/presence")
 
 
 def run_edges(url):
@@ -319,6 +419,52 @@ def check_refusals(api):
     check(allowed == "GET,HEAD,POST", f"405 Allow: {allowed}")
 
 
+def run_keyed(url):
+    """The API key: 401 without it on every protected operation; the members API with it."""
+    room = urllib.parse.quote(USERS_ROOM, safe="")
+    protected = [
+        ("GET", "/api/rooms", LIST, None),
+        ("GET", "/api/rooms/counts", COUNTS_ROOM, None),
+        ("POST", "/api/rooms/counts", MANY, {"rooms": [USERS_ROOM]}),
+        ("GET", f"/api/rooms/{room}", ONE, None),
+        ("GET", f"/api/rooms/{room}/members", MEMBERS_OF, None),
+        ("GET", "/api/webhooks/dead", DEAD, None),
+        ("GET", "/api/presence", PRESENCE, None),
+    ]
+    wrong_keys = [{}, {"Authorization": "Bearer not-the-key"}, {"Authorization": "Bearer "},
+                  {"Authorization": f"Basic {os.environ['API_CONTRACT_API_KEY']}"}]
+    for headers in wrong_keys:
+        api = Api(url, headers)
+        for method, path, operation, body in protected:
+            error = api.send(method, path, operation, 401, json=body).json()["error"]
+            check(error == "an API key is required: Authorization: Bearer <key>", f"{path}: 401 says {error!r}")
+    api = Api(url, key_header())
+    for method, path, operation, body in protected:
+        api.send(method, path, operation, 200, json=body)
+    for public in ["/", "/healthz", "/readyz", "/metrics", "/api/openapi.json", "/socket.io/socket.io.js"]:
+        response = requests.get(f"{url}{public}", timeout=TIMEOUT)
+        check(response.status_code == 200, f"{public} is public: {response.status_code}")
+    whole = api.send("GET", f"/api/rooms/{room}/members", MEMBERS_OF, 200).json()
+    check(whole == {"members": MEMBERS, "next": None}, f"members: {whole}")
+    seen, cursor = [], None
+    for _ in range(len(MEMBERS) + 1):
+        query = urllib.parse.urlencode({"limit": 1, **({"cursor": cursor} if cursor else {})})
+        page = api.send("GET", f"/api/rooms/{room}/members?{query}", MEMBERS_OF, 200).json()
+        seen.extend(page["members"])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    check(seen == MEMBERS, f"pages of one member: {seen}")
+    for query in ["limit=0", "limit=1001", "cursor=", "cursor=a%0Ab", "other=1", "limit=1&limit=2"]:
+        api.send("GET", f"/api/rooms/{room}/members?{query}", MEMBERS_OF, 400)
+    api.send("GET", "/api/rooms/%01/members", MEMBERS_OF, 400)
+    empty = api.send("GET", "/api/rooms/nobody-here/members", MEMBERS_OF, 200).json()
+    check(empty == {"members": [], "next": None}, f"an empty room: {empty}")
+    check(api.send("GET", "/api/webhooks/dead", DEAD, 200).json() == {"events": []}, "no dead letters")
+    for query in ["limit=0", "limit=1001", "limit=x", "other=1"]:
+        api.send("GET", f"/api/webhooks/dead?{query}", DEAD, 400)
+
+
 def run_unavailable(url):
     api = Api(url)
     for method, path, operation, body in [
@@ -335,6 +481,8 @@ def main(argv):
         "clients": lambda: run_clients(argv[2], argv[3]),
         "edges": lambda: run_edges(argv[2]),
         "unavailable": lambda: run_unavailable(argv[2]),
+        "users": lambda: run_users(argv[2], argv[3]),
+        "keyed": lambda: run_keyed(argv[2]),
     }
     if len(argv) < 3 or argv[1] not in commands:
         print(__doc__, file=sys.stderr)

@@ -15,6 +15,7 @@ mod client;
 mod fleet;
 mod histogram;
 mod hunt;
+mod identity;
 mod messages;
 mod mover;
 mod net;
@@ -147,6 +148,15 @@ pub struct SwarmArgs {
     /// Bound on the whole run: past it the swarm stops with a partial report.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub max_duration: Duration,
+    /// Identities the clients share (0: anonymous clients): client g is user g % N (`sub` =
+    /// user-<i>), with an HS256 token signed with --jwt-secret; with --rooms, a user's tabs share
+    /// one room. The report then judges unique users too: per room (`room users`, the rooms
+    /// API) and cluster-wide (`/api/presence` `unique_users`).
+    #[arg(long, default_value_t = 0)]
+    pub users: u32,
+    /// The nodes' `jwt_secret`, to sign the tokens of --users.
+    #[arg(long, value_name = "SECRET", default_value = "")]
+    pub jwt_secret: String,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     pub json: bool,

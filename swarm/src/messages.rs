@@ -43,6 +43,12 @@ pub struct WorkerConfig {
     pub max_duration_ms: u64,
     /// The rooms its clients join, if any.
     pub rooms: Option<RoomPlan>,
+    /// Identities its clients share (0: anonymous).
+    #[serde(default)]
+    pub users: u32,
+    /// The secret their tokens are signed with.
+    #[serde(default)]
+    pub jwt_secret: String,
 }
 
 /// A parent-to-worker line.
@@ -91,7 +97,12 @@ pub enum Command {
     RoomStale {
         /// `(room, true connections)`.
         truths: Vec<(u32, i64)>,
+        /// With identities: `(room, true users)`.
+        #[serde(default)]
+        user_truths: Vec<(u32, i64)>,
     },
+    /// The distinct users of the connected clients; answered by `Users`.
+    Users,
     /// Send the final counters; answered by `Report`.
     Report,
 }
@@ -126,7 +137,7 @@ pub struct Status {
 
 /// What one worker's clients of one room saw (rooms with clients, or whose count the worker
 /// changed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSummary {
     /// Room index.
     pub room: u32,
@@ -139,6 +150,15 @@ pub struct RoomSummary {
     pub min: i64,
     /// See `min`.
     pub max: i64,
+    /// Smallest and largest `room users` users they show (like `min`).
+    #[serde(default)]
+    pub users_min: i64,
+    /// See `users_min`.
+    #[serde(default)]
+    pub users_max: i64,
+    /// With identities: the distinct users of its clients, ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<u32>,
     /// Latest time one of them changed its value (µs since the epoch; 0: none).
     pub latest_change_us: u64,
     /// When this worker last changed the room's count (µs since the epoch; 0: never).
@@ -203,6 +223,11 @@ pub enum Event {
     Status(Status),
     /// Answer to `Report`.
     Report(WorkerReport),
+    /// Answer to `Users`.
+    Users {
+        /// Distinct users of the connected clients, ascending.
+        ids: Vec<u32>,
+    },
     /// Answer to `RoomStatus`.
     RoomStatus {
         /// One per room, in room order.
@@ -246,19 +271,26 @@ mod tests {
         let churn: Command =
             serde_json::from_str(r#"{"cmd":"churn","rate":2.5,"duration_ms":10}"#).expect("parses");
         assert!(matches!(churn, Command::Churn { duration_ms: 10, .. }));
-        let stale = serde_json::to_string(&Command::RoomStale { truths: vec![(3, 40)] }).expect("serializes");
-        assert_eq!(stale, r#"{"cmd":"room_stale","truths":[[3,40]]}"#);
+        let stale = Command::RoomStale { truths: vec![(3, 40)], user_truths: vec![(3, 8)] };
+        let stale = serde_json::to_string(&stale).expect("serializes");
+        assert_eq!(stale, r#"{"cmd":"room_stale","truths":[[3,40]],"user_truths":[[3,8]]}"#);
         let summary = RoomSummary {
             room: 3,
             clients: 2,
             without_value: 0,
             min: 40,
             max: 41,
+            users_min: 8,
+            users_max: 8,
+            user_ids: vec![1, 5],
             latest_change_us: 9,
             last_change_us: 8,
         };
-        let line = serde_json::to_string(&Event::RoomStatus { rooms: vec![summary] }).expect("serializes");
+        let line =
+            serde_json::to_string(&Event::RoomStatus { rooms: vec![summary.clone()] }).expect("serializes");
         let Ok(Event::RoomStatus { rooms }) = serde_json::from_str(&line) else { panic!("{line}") };
         assert_eq!(rooms, vec![summary]);
+        let users = serde_json::to_string(&Event::Users { ids: vec![2, 9] }).expect("serializes");
+        assert!(matches!(serde_json::from_str(&users), Ok(Event::Users { ids }) if ids == [2, 9]));
     }
 }

@@ -79,6 +79,7 @@ impl Mover {
             return Some(room_wire::leave_packet(pending.ack, &plan.name(pending.from)));
         }
         cell.room_value.store(NO_VALUE, Ordering::Release);
+        cell.room_users.store(NO_VALUE, Ordering::Release);
         cell.room.store(pending.to, Ordering::Release);
         Some(room_wire::join_packet(pending.ack, &plan.name(pending.to)))
     }

@@ -61,6 +61,8 @@ fn pool_for(addr: SocketAddr, rooms: Option<RoomPlan>) -> (Pool, mpsc::Unbounded
         connect_timeout_ms: 5_000,
         max_duration_ms: 60_000,
         rooms,
+        users: 0,
+        jwt_secret: String::new(),
     };
     let (events_tx, events) = mpsc::unbounded_channel();
     (Pool::new(config, events_tx), events)
@@ -199,9 +201,9 @@ async fn clients_join_rooms_at_connect_and_move_between_them() {
         assert_eq!(api_room(addr, &format!("t-{}", summary.room)).await, summary.clients as i64);
     }
     let truths: Vec<(u32, i64)> = summaries.iter().map(|s| (s.room, s.clients as i64)).collect();
-    assert_eq!(pool.room_stale(&truths), (0, 0));
+    assert_eq!(pool.room_stale(&truths, &[]), (0, 0));
     let wrong: Vec<(u32, i64)> = truths.iter().map(|&(room, count)| (room, count + 1)).collect();
-    assert_eq!(pool.room_stale(&wrong).0, 12);
+    assert_eq!(pool.room_stale(&wrong, &[]).0, 12);
     let report = pool.final_report();
     assert_eq!((report.moves_attempted, report.moves_ok, report.moves_failed), (6, 6, 0));
     assert_eq!(report.move_latency.count(), 6);

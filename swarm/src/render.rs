@@ -35,6 +35,19 @@ pub fn text(report: &Report) -> String {
     if let Some(rooms) = &report.rooms {
         out.push_str(&rooms_text(rooms));
     }
+    if let Some(users) = &report.users {
+        let took = users.convergence_ms.map_or("-".to_owned(), |ms| format!("{ms:.1} ms"));
+        let _ = writeln!(
+            out,
+            "  unique users    {} seen, {} expected ({} before + {} of {} identities): {}, {took}",
+            show(users.seen),
+            show(users.expected),
+            show(users.baseline),
+            users.swarm_users,
+            users.identities,
+            if users.converged { "converged" } else { "NOT converged" },
+        );
+    }
     let (before, after) = (show(report.baseline_users), show(report.final_users));
     let _ = writeln!(out, "  presence        {before} before, {after} after");
     let _ = writeln!(out, "  errors          {}", errors(report));

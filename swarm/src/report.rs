@@ -71,6 +71,29 @@ pub struct RunState {
     pub moves: Option<PhaseDone>,
     /// The last per-room convergence measurement.
     pub rooms: Option<RoomSettle>,
+    /// With `--users`: the last cluster-wide unique-user measurement.
+    pub users: Option<UsersSettle>,
+}
+
+/// With `--users`: whether `/api/presence` `unique_users` reached what was there before plus the
+/// swarm's distinct users, on every URL; in the report as is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsersSettle {
+    /// The identities the clients share (`--users`).
+    pub identities: u32,
+    /// `unique_users` before the swarm connected (agreed by every URL).
+    pub baseline: Option<i64>,
+    /// Distinct users among the connected clients.
+    pub swarm_users: u64,
+    /// `baseline + swarm_users`.
+    pub expected: Option<i64>,
+    /// The last agreed `unique_users`.
+    pub seen: Option<i64>,
+    /// Whether every URL said `expected` within `--settle-timeout`.
+    pub converged: bool,
+    /// From the last change to the first look at which every URL said `expected`, milliseconds
+    /// (to within one poll, 50 ms, plus the look).
+    pub convergence_ms: Option<f64>,
 }
 
 /// Mean and largest number of messages per client.
@@ -135,6 +158,8 @@ pub struct Report {
     pub refresh_messages_per_client: PerClient,
     /// Per-room convergence, `room users` traffic and moves (`null` without `--rooms`).
     pub rooms: Option<RoomsReport>,
+    /// Cluster-wide unique users (`null` without `--users`).
+    pub users: Option<UsersSettle>,
     /// The process exit code this report leads to.
     pub exit_code: u8,
 }
@@ -180,6 +205,7 @@ impl Report {
             churn_reconnects: state.churn.map(|churn| churn.ok + churn.failed).unwrap_or(0),
             refresh_messages_per_client: PerClient::of(&merged),
             rooms,
+            users: state.users.clone(),
             exit_code: EXIT_OK,
         };
         report.exit_code = exit_code(&report, &ending);
@@ -221,6 +247,7 @@ fn exit_code(report: &Report, ending: &Ending) -> u8 {
         Ending::Completed if report.stale > 0 || !report.converged => EXIT_FAILED,
         Ending::Completed if report.connect_errors > 0 || report.dropped > 0 => EXIT_FAILED,
         Ending::Completed if report.rooms.as_ref().is_some_and(RoomsReport::failed) => EXIT_FAILED,
+        Ending::Completed if report.users.as_ref().is_some_and(|users| !users.converged) => EXIT_FAILED,
         Ending::Completed => EXIT_OK,
     }
 }

@@ -37,9 +37,9 @@ impl RoomApi {
         self.bases.len()
     }
 
-    /// Each room's connections as every node tells them: `None` where a node did not answer or
-    /// the nodes disagree.
-    pub async fn counts(&self, rooms: &[String]) -> Vec<Option<i64>> {
+    /// Each room's `(connections, users)` as every node tells them: `None` where a node did not
+    /// answer or the nodes disagree.
+    pub async fn both_counts(&self, rooms: &[String]) -> Vec<Option<(i64, i64)>> {
         let reads = self.bases.iter().map(|base| self.counts_from(base, rooms));
         let per_node = futures_util::future::join_all(reads).await;
         (0..rooms.len())
@@ -52,8 +52,8 @@ impl RoomApi {
             .collect()
     }
 
-    /// One node's counts of `rooms`, in order; `None` when any batch failed.
-    async fn counts_from(&self, base: &str, rooms: &[String]) -> Option<Vec<i64>> {
+    /// One node's `(connections, users)` of `rooms`, in order; `None` when any batch failed.
+    async fn counts_from(&self, base: &str, rooms: &[String]) -> Option<Vec<(i64, i64)>> {
         let batches = rooms.chunks(BATCH).map(|batch| self.batch(base, batch));
         let answers = futures_util::future::join_all(batches).await;
         let mut counts = Vec::with_capacity(rooms.len());
@@ -63,7 +63,7 @@ impl RoomApi {
             {
                 return None;
             }
-            counts.extend(answer.rooms.iter().map(|room| room.connections));
+            counts.extend(answer.rooms.iter().map(|room| (room.connections, room.users)));
         }
         Some(counts)
     }
@@ -76,6 +76,12 @@ impl RoomApi {
 
     /// Node `node`'s non-empty rooms named `<prefix>...`: name → connections.
     pub async fn list(&self, node: usize, prefix: &str) -> anyhow::Result<BTreeMap<String, i64>> {
+        let rooms = self.list_both(node, prefix).await?;
+        Ok(rooms.into_iter().map(|(name, (connections, _))| (name, connections)).collect())
+    }
+
+    /// Node `node`'s non-empty rooms named `<prefix>...`: name → (connections, users).
+    pub async fn list_both(&self, node: usize, prefix: &str) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
         let base = self.bases.get(node).context("no such node")?;
         let mut rooms = BTreeMap::new();
         let mut cursor: Option<String> = None;
@@ -84,7 +90,7 @@ impl RoomApi {
             query.extend(cursor.take().map(|cursor| ("cursor", cursor)));
             let response = self.http.get(format!("{base}/rooms")).query(&query).send().await?;
             let page: RoomsPage = response.error_for_status()?.json().await?;
-            rooms.extend(page.rooms.into_iter().map(|room| (room.room, room.connections)));
+            rooms.extend(page.rooms.into_iter().map(|room| (room.room, (room.connections, room.users))));
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => return Ok(rooms),

@@ -1,7 +1,8 @@
 //! Per-room convergence: after the last change, every room with clients must have all of them
 //! showing the room's true count (`POST /api/rooms/counts` on every URL, which must agree). A
 //! room's convergence time runs from the swarm's last change of that room to the moment its
-//! last client got the truth.
+//! last client got the truth. With `--users`, the truth is both numbers: connections and
+//! distinct users, and the users must be what was there before plus the swarm's distinct users.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,8 @@ pub struct RoomLook {
     pub summaries: BTreeMap<u32, RoomSummary>,
     /// Per room: the agreed true connections (`None`: a node did not answer, or they disagree).
     pub truths: BTreeMap<u32, Option<i64>>,
+    /// With `--users`, per room: the agreed true users (empty without `--users`).
+    pub user_truths: BTreeMap<u32, Option<i64>>,
 }
 
 /// The judgement of one [`RoomLook`].
@@ -38,6 +41,9 @@ pub struct RoomVerdict {
     pub mismatched: Vec<(u32, i64, i64)>,
     /// Rooms whose count the nodes did not agree on (or did not give).
     pub disagreed: u64,
+    /// With `--users`: rooms whose true users differ from what was there before plus the
+    /// swarm's distinct users in it: `(room, expected, true users)`.
+    pub user_mismatched: Vec<(u32, i64, i64)>,
 }
 
 impl RoomVerdict {
@@ -59,10 +65,38 @@ pub fn merge(per_worker: Vec<Vec<RoomSummary>>) -> BTreeMap<u32, RoomSummary> {
         room.without_value += summary.without_value;
         room.min = room.min.min(summary.min);
         room.max = room.max.max(summary.max);
+        room.users_min = room.users_min.min(summary.users_min);
+        room.users_max = room.users_max.max(summary.users_max);
+        room.user_ids.extend(summary.user_ids);
         room.latest_change_us = room.latest_change_us.max(summary.latest_change_us);
         room.last_change_us = room.last_change_us.max(summary.last_change_us);
     }
+    for room in merged.values_mut() {
+        room.user_ids.sort_unstable();
+        room.user_ids.dedup();
+    }
     merged
+}
+
+/// With `--users`: a converged room must also have every client showing its true users, and
+/// those must be `baseline_users` plus the swarm's distinct users in it.
+pub fn judge_users(look: &RoomLook, baseline_users: &BTreeMap<u32, i64>, verdict: &mut RoomVerdict) {
+    for (&room, summary) in &look.summaries {
+        let truth = look.user_truths.get(&room).copied().flatten();
+        let expected = baseline_users.get(&room).copied().unwrap_or(0) + summary.user_ids.len() as i64;
+        if let Some(truth) = truth.filter(|&truth| truth != expected) {
+            verdict.user_mismatched.push((room, expected, truth));
+        }
+    }
+    let shows = |room: u32| {
+        let summary = &look.summaries[&room];
+        let truth = look.user_truths.get(&room).copied().flatten();
+        truth.is_some_and(|truth| summary.users_min == truth && summary.users_max == truth)
+    };
+    let (converged, stale): (Vec<_>, Vec<_>) = verdict.converged.iter().partition(|&&(room, _)| shows(room));
+    verdict.converged = converged;
+    verdict.stale.extend(stale.into_iter().map(|(room, _)| room));
+    verdict.stale.sort_unstable();
 }
 
 /// Judges a look; `baseline` holds the rooms' counts before the swarm began.
@@ -116,6 +150,12 @@ pub struct RoomSettle {
     pub count_mismatch_examples: Vec<CountMismatch>,
     /// Rooms whose count the URLs did not agree on (or did not give).
     pub truth_disagreements: u64,
+    /// With `--users`: rooms whose true users were not what was there before plus the swarm's
+    /// distinct users in it.
+    pub user_count_mismatches: u64,
+    /// The first few of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_count_mismatch_examples: Vec<CountMismatch>,
     /// Convergence times of the converged rooms, microseconds.
     #[serde(skip)]
     pub convergence: Histogram,
@@ -123,6 +163,9 @@ pub struct RoomSettle {
     pub slowest_rooms: Vec<SlowRoom>,
     /// The true count of every room the swarm touched, by name, as last read.
     pub truths: BTreeMap<String, i64>,
+    /// With `--users`: the true users of every room the swarm touched, as last read.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_truths: BTreeMap<String, i64>,
 }
 
 /// A room whose true count is not what was there before plus the swarm's clients.
@@ -165,25 +208,30 @@ pub struct RoomCheck {
     pub plan: RoomPlan,
     api: RoomApi,
     baseline: BTreeMap<u32, i64>,
+    /// With `--users`: each room's users before the run; `None` without `--users`.
+    baseline_users: Option<BTreeMap<u32, i64>>,
 }
 
 impl RoomCheck {
     /// A check of `plan`'s rooms, taking their counts before the run (first URL) as the
     /// baseline: once two listings [`BASELINE_GAP`] apart agree (the API reads what the nodes
     /// wrote, which may trail a previous run's last disconnects by a flush), or the last one.
-    pub async fn new(plan: RoomPlan, api: RoomApi) -> anyhow::Result<Self> {
-        let mut listed = api.list(0, &plan.prefix).await?;
+    pub async fn new(plan: RoomPlan, api: RoomApi, users: bool) -> anyhow::Result<Self> {
+        let mut listed = api.list_both(0, &plan.prefix).await?;
         for _ in 0..BASELINE_LOOKS {
             tokio::time::sleep(BASELINE_GAP).await;
-            let again = api.list(0, &plan.prefix).await?;
+            let again = api.list_both(0, &plan.prefix).await?;
             if again == listed {
                 break;
             }
             listed = again;
         }
-        let baseline =
-            listed.iter().filter_map(|(name, &count)| Some((plan.index_of(name)?, count))).collect();
-        Ok(Self { plan, api, baseline })
+        let of = |pick: fn(&(i64, i64)) -> i64| -> BTreeMap<u32, i64> {
+            listed.iter().filter_map(|(name, counts)| Some((plan.index_of(name)?, pick(counts)))).collect()
+        };
+        let baseline = of(|counts| counts.0);
+        let baseline_users = users.then(|| of(|counts| counts.1));
+        Ok(Self { plan, api, baseline, baseline_users })
     }
 
     /// Asks every worker what its rooms' clients show, and the API what the truth is.
@@ -197,10 +245,17 @@ impl RoomCheck {
             .await?;
         let summaries = merge(answers);
         let names: Vec<String> = summaries.keys().map(|&room| self.plan.name(room)).collect();
-        let counts = self.api.counts(&names).await;
-        let truths = summaries.keys().copied().zip(counts).collect();
-        let look = RoomLook { summaries, truths };
-        let verdict = judge(&look, &self.baseline);
+        let counts = self.api.both_counts(&names).await;
+        let truths = summaries.keys().copied().zip(counts.iter().map(|c| c.map(|c| c.0))).collect();
+        let user_truths = match self.baseline_users {
+            Some(_) => summaries.keys().copied().zip(counts.iter().map(|c| c.map(|c| c.1))).collect(),
+            None => BTreeMap::new(),
+        };
+        let look = RoomLook { summaries, truths, user_truths };
+        let mut verdict = judge(&look, &self.baseline);
+        if let Some(baseline_users) = &self.baseline_users {
+            judge_users(&look, baseline_users, &mut verdict);
+        }
         Ok((look, verdict))
     }
 
@@ -230,12 +285,15 @@ impl RoomCheck {
             return Ok((0, 0));
         }
         // A room without an agreed truth: every client of it is stale (i64::MIN matches nobody).
-        let truths = verdict
-            .stale
-            .iter()
-            .map(|&room| (room, look.truths.get(&room).copied().flatten().unwrap_or(i64::MIN)))
-            .collect();
-        fleet.broadcast(&Command::RoomStale { truths }).await?;
+        let truth_of = |truths: &BTreeMap<u32, Option<i64>>, room: u32| {
+            (room, truths.get(&room).copied().flatten().unwrap_or(i64::MIN))
+        };
+        let truths = verdict.stale.iter().map(|&room| truth_of(&look.truths, room)).collect();
+        let user_truths = match self.baseline_users {
+            Some(_) => verdict.stale.iter().map(|&room| truth_of(&look.user_truths, room)).collect(),
+            None => Vec::new(),
+        };
+        fleet.broadcast(&Command::RoomStale { truths, user_truths }).await?;
         let answers = fleet
             .gather(|event| match event {
                 Event::RoomStale { stale, without_value } => Some((stale, without_value)),
@@ -257,8 +315,16 @@ impl RoomCheck {
             convergence.record(took);
         }
         let (stale_clients, stale_clients_without_value) = self.count_stale(fleet, look, verdict).await?;
-        let truths =
-            look.truths.iter().filter_map(|(&room, truth)| Some((self.plan.name(room), (*truth)?))).collect();
+        let named = |truths: &BTreeMap<u32, Option<i64>>| -> BTreeMap<String, i64> {
+            truths.iter().filter_map(|(&room, truth)| Some((self.plan.name(room), (*truth)?))).collect()
+        };
+        let mismatches = |mismatched: &[(u32, i64, i64)]| -> Vec<CountMismatch> {
+            mismatched
+                .iter()
+                .take(MISMATCHES_KEPT)
+                .map(|&(room, expected, seen)| CountMismatch { room: self.plan.name(room), expected, seen })
+                .collect()
+        };
         Ok(RoomSettle {
             converged: verdict.all_converged(),
             rooms_with_clients: verdict.with_clients,
@@ -268,16 +334,14 @@ impl RoomCheck {
             stale_clients,
             stale_clients_without_value,
             count_mismatches: verdict.mismatched.len() as u64,
-            count_mismatch_examples: verdict
-                .mismatched
-                .iter()
-                .take(MISMATCHES_KEPT)
-                .map(|&(room, expected, seen)| CountMismatch { room: self.plan.name(room), expected, seen })
-                .collect(),
+            count_mismatch_examples: mismatches(&verdict.mismatched),
             truth_disagreements: verdict.disagreed,
+            user_count_mismatches: verdict.user_mismatched.len() as u64,
+            user_count_mismatch_examples: mismatches(&verdict.user_mismatched),
             convergence,
             slowest_rooms: self.slowest(look, verdict),
-            truths,
+            truths: named(&look.truths),
+            user_truths: named(&look.user_truths),
         })
     }
 }

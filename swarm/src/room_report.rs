@@ -57,6 +57,12 @@ pub struct RoomsReport {
     pub count_mismatch_examples: Vec<CountMismatch>,
     /// Rooms whose count the URLs did not agree on (or did not give).
     pub truth_disagreements: u64,
+    /// With `--users`: rooms whose true users were not what was there before plus the swarm's
+    /// distinct users in it (a room converges only when its clients show both numbers).
+    pub user_count_mismatches: u64,
+    /// The first few of them: room, expected, seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_count_mismatch_examples: Vec<CountMismatch>,
     /// Per room, from its last change to the moment all its clients showed the truth.
     pub convergence_ms: Percentiles,
     /// The converged rooms that took longest (up to 10), slowest first.
@@ -67,6 +73,9 @@ pub struct RoomsReport {
     pub moves: MovesReport,
     /// The true count of every room the swarm touched, by name, as last read from the API.
     pub truths: BTreeMap<String, i64>,
+    /// With `--users`: the true users of those rooms.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_truths: BTreeMap<String, i64>,
 }
 
 impl RoomsReport {
@@ -89,6 +98,8 @@ impl RoomsReport {
             count_mismatches: settle.count_mismatches,
             count_mismatch_examples: settle.count_mismatch_examples,
             truth_disagreements: settle.truth_disagreements,
+            user_count_mismatches: settle.user_count_mismatches,
+            user_count_mismatch_examples: settle.user_count_mismatch_examples,
             convergence_ms: settle.convergence.percentiles_ms(),
             slowest_rooms: settle.slowest_rooms,
             room_messages_per_client: PerClient {
@@ -102,11 +113,16 @@ impl RoomsReport {
                 latency_ms: merged.move_latency.percentiles_ms(),
             },
             truths: settle.truths,
+            user_truths: settle.user_truths,
         }
     }
 
     /// Whether the rooms fail the run: a room did not converge, a count was off, a move failed.
     pub fn failed(&self) -> bool {
-        !self.converged || self.stale_rooms > 0 || self.count_mismatches > 0 || self.moves.failed > 0
+        !self.converged
+            || self.stale_rooms > 0
+            || self.count_mismatches > 0
+            || self.user_count_mismatches > 0
+            || self.moves.failed > 0
     }
 }

@@ -10,7 +10,7 @@ use super::fleet::Fleet;
 use super::messages::{Command, Event, PhaseDone, WorkerConfig, WorkerReport};
 use super::net;
 use super::progress::Progress;
-use super::report::{Ending, Report, RunState, Settle};
+use super::report::{Ending, Report, RunState, Settle, UsersSettle};
 use super::room_api::RoomApi;
 use super::room_args::{room_plan, validate_rooms};
 use super::room_check::RoomCheck;
@@ -37,7 +37,7 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
     let plan = room_plan(args);
     let rooms = match &plan {
         Some(plan) => Some(
-            RoomCheck::new(plan.clone(), RoomApi::new(&targets)?)
+            RoomCheck::new(plan.clone(), RoomApi::new(&targets)?, args.users > 0)
                 .await
                 .context("cannot read the rooms API (GET /api/rooms)")?,
         ),
@@ -52,11 +52,13 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
             connect_timeout_ms: args.connect_timeout.as_millis() as u64,
             max_duration_ms: (args.max_duration + REPORT_TIMEOUT * 2).as_millis() as u64,
             rooms: plan.clone(),
+            users: args.users,
+            jwt_secret: args.jwt_secret.clone(),
         })
         .collect();
     let mut fleet = Fleet::spawn(configs, Progress::new(args.clients)).await?;
     let mut state = RunState { room_plan: plan, ..RunState::default() };
-    let checks = Checks { presence: &presence, rooms: rooms.as_ref() };
+    let checks = Checks { presence: &presence, rooms: rooms.as_ref(), identities: args.users };
     let ending = tokio::select! {
         result = drive(args, &mut fleet, &checks, &mut state) => match result {
             Ok(()) => Ending::Completed,
@@ -82,6 +84,9 @@ fn validate(args: &SwarmArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Churn && !(args.churn_rate.is_finite() && args.churn_rate > 0.0) {
         bail!("--churn-rate must be above 0 for the churn scenario");
     }
+    if args.users > 0 && args.jwt_secret.is_empty() {
+        bail!("--users needs --jwt-secret (the nodes' jwt_secret) to sign the clients' tokens");
+    }
     validate_rooms(args)
 }
 
@@ -89,6 +94,8 @@ fn validate(args: &SwarmArgs) -> anyhow::Result<()> {
 struct Checks<'a> {
     presence: &'a Presence,
     rooms: Option<&'a RoomCheck>,
+    /// `--users` (0: anonymous clients, `unique_users` is not judged).
+    identities: u32,
 }
 
 /// The scenario's phases in order; `state` keeps what was measured so far.
@@ -100,6 +107,10 @@ async fn drive(
 ) -> anyhow::Result<()> {
     let presence = checks.presence;
     state.baseline_users = presence.truth().await.value();
+    if checks.identities > 0 {
+        let baseline = presence.unique_users().await.value();
+        state.users = Some(UsersSettle { identities: checks.identities, baseline, ..UsersSettle::default() });
+    }
     let shares = net::split(args.clients, fleet.len());
     fleet.progress().phase("connecting");
     let connects =
@@ -209,15 +220,24 @@ async fn settle(
     let deadline = Instant::now() + timeout;
     let looks_needed = if checks.rooms.is_some() { 2 } else { 1 };
     let mut steady = 0;
+    let mut users = match state.users.take() {
+        Some(users) => Some(users_expected(fleet, users).await?),
+        None => None,
+    };
     loop {
+        if let Some(users) = &mut users {
+            users_look(checks.presence, users, since_us).await;
+        }
         let global = settle_look(fleet, checks.presence, since_us).await?;
         let rooms = match checks.rooms {
             Some(check) => Some(check.look(fleet).await?),
             None => None,
         };
         let rooms_converged = rooms.as_ref().is_none_or(|(_, verdict)| verdict.all_converged());
-        steady = if global.converged && rooms_converged { steady + 1 } else { 0 };
+        let users_converged = users.as_ref().is_none_or(|users| users.converged);
+        steady = if global.converged && rooms_converged && users_converged { steady + 1 } else { 0 };
         if steady >= looks_needed || Instant::now() >= deadline {
+            state.users = users;
             let global = if global.converged { global } else { Settle { convergence_ms: None, ..global } };
             state.settle = Some(global);
             if let (Some(check), Some((look, verdict))) = (checks.rooms, rooms) {
@@ -227,6 +247,34 @@ async fn settle(
         }
         fleet.idle(POLL).await;
     }
+}
+
+/// Asks the workers for their clients' distinct users: what `unique_users` must reach.
+async fn users_expected(fleet: &mut Fleet, users: UsersSettle) -> anyhow::Result<UsersSettle> {
+    fleet.broadcast(&Command::Users).await?;
+    let answers = fleet
+        .gather(|event| match event {
+            Event::Users { ids } => Some(ids),
+            _ => None,
+        })
+        .await?;
+    let mut ids: Vec<u32> = answers.into_iter().flatten().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let swarm_users = ids.len() as u64;
+    let expected = users.baseline.map(|baseline| baseline + swarm_users as i64);
+    Ok(UsersSettle { swarm_users, expected, seen: None, converged: false, convergence_ms: None, ..users })
+}
+
+/// One look at `unique_users`; the first one at `expected` gives the convergence time.
+async fn users_look(presence: &Presence, users: &mut UsersSettle, since_us: u64) {
+    users.seen = presence.unique_users().await.value();
+    let at_expected = users.expected.is_some() && users.seen == users.expected;
+    if at_expected && !users.converged {
+        let took_us = crate::messages::now_us().saturating_sub(since_us);
+        users.convergence_ms = Some(took_us as f64 / 1000.0);
+    }
+    users.converged = at_expected;
 }
 
 /// One look at the total: how many connected clients show the agreed truth.

@@ -10,6 +10,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Deserialize)]
 struct PresenceBody {
     users: i64,
+    /// Distinct users (signed users once, anonymous connections each); absent on old nodes.
+    #[serde(default)]
+    unique_users: Option<i64>,
 }
 
 /// What the nodes say the total is.
@@ -47,14 +50,19 @@ impl Presence {
 
     /// Reads every URL at once; they must agree.
     pub async fn truth(&self) -> Truth {
-        let reads = self.urls.iter().map(|url| self.read(url));
-        let totals = futures_util::future::join_all(reads).await;
-        agree(totals)
+        let reads = self.urls.iter().map(|url| async { Some(self.read(url).await?.users) });
+        agree(futures_util::future::join_all(reads).await)
     }
 
-    async fn read(&self, url: &str) -> Option<i64> {
+    /// Every URL's `unique_users`, read at once; they must agree.
+    pub async fn unique_users(&self) -> Truth {
+        let reads = self.urls.iter().map(|url| async { self.read(url).await?.unique_users });
+        agree(futures_util::future::join_all(reads).await)
+    }
+
+    async fn read(&self, url: &str) -> Option<PresenceBody> {
         let response = self.client.get(url).send().await.ok()?.error_for_status().ok()?;
-        response.json::<PresenceBody>().await.ok().map(|body| body.users)
+        response.json::<PresenceBody>().await.ok()
     }
 }
 

@@ -116,8 +116,9 @@ impl Worker {
             }
             Command::Status { truth } => self.send(Event::Status(self.pool.status(truth))),
             Command::RoomStatus => self.send(Event::RoomStatus { rooms: self.pool.room_summaries() }),
-            Command::RoomStale { truths } => {
-                let (stale, without_value) = self.pool.room_stale(&truths);
+            Command::Users => self.send(Event::Users { ids: self.pool.users() }),
+            Command::RoomStale { truths, user_truths } => {
+                let (stale, without_value) = self.pool.room_stale(&truths, &user_truths);
                 self.send(Event::RoomStale { stale, without_value });
             }
             Command::Report => self.send(Event::Report(self.pool.final_report())),

@@ -258,6 +258,7 @@ async fn bad_room_flags_are_one_line_errors() {
         (&["--rooms", "2000000"][..], "--rooms must be at most"),
         (&["--rooms", "3", "--zipf-s=-1"][..], "--zipf-s"),
         (&["--rooms", "3", "--room-prefix", "a\u{1}"][..], "--room-prefix"),
+        (&["--users", "5"][..], "--users needs --jwt-secret"),
     ] {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .args(["swarm", "--url", "http://127.0.0.1:9", "--clients", "1"])
@@ -269,4 +270,79 @@ async fn bad_room_flags_are_one_line_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: a usage error: {stderr}");
         assert!(stderr.contains(says) && stderr.lines().count() == 1, "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_sharing_identities_converge_on_unique_users_per_room_and_cluster_wide() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix("swarm-users");
+    let secret = crate::users::SECRET;
+    let settings = [("ROLLCALL_AUTH", "required"), ("ROLLCALL_JWT_SECRET", secret)];
+    let a = spawn_node(Some(&redis.url()), &prefix, "a", &settings).await;
+    let b = spawn_node(Some(&redis.url()), &prefix, "b", &settings).await;
+    // One person with two tabs is there before the swarm: the baselines.
+    let before = crate::users::token("before", 600, serde_json::json!({}));
+    let room_prefix = format!("{}-room-", unique_prefix("users"));
+    let first_room = format!("{room_prefix}0");
+    let tabs = [a.url(), b.url()].map(|url| {
+        let auth = serde_json::json!({ "token": before, "rooms": [first_room] });
+        async move {
+            crate::helpers::try_connect_with(&url, rust_socketio::TransportType::Websocket, Some(auth)).await
+        }
+    });
+    let tabs: Vec<_> = futures_util::future::join_all(tabs)
+        .await
+        .into_iter()
+        .map(|tab| tab.expect("a tab connects"))
+        .collect();
+    eventually("the two tabs are one user", CONVERGE, || async { a.presence().await["unique_users"] == 1 })
+        .await;
+    let (status, report) = run_swarm(&[
+        "--url",
+        &a.url(),
+        "--url",
+        &b.url(),
+        "--clients",
+        "120",
+        "--users",
+        "24",
+        "--jwt-secret",
+        secret,
+        "--rate",
+        "400",
+        "--workers",
+        "2",
+        "--rooms",
+        "6",
+        "--room-distribution",
+        "uniform",
+        "--room-prefix",
+        &room_prefix,
+        "--seed",
+        "11",
+        "--json",
+    ])
+    .await;
+    assert!(status.success(), "exit {status}: {report:#}");
+    assert_eq!((report["connects_ok"].as_u64(), report["connect_errors"].as_u64()), (Some(120), Some(0)));
+    let users = &report["users"];
+    assert_eq!(users["identities"], 24, "{users:#}");
+    assert_eq!(users["swarm_users"], 24, "five tabs each, all connected: {users:#}");
+    assert_eq!((users["baseline"].as_i64(), users["expected"].as_i64()), (Some(1), Some(25)), "{users:#}");
+    assert_eq!((users["seen"].as_i64(), users["converged"].as_bool()), (Some(25), Some(true)), "{users:#}");
+    assert!(users["convergence_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{users:#}");
+    assert_eq!(report["true_users"], 122, "refresh users counts connections by default: {report:#}");
+    assert_rooms_converged(&report, 122);
+    let rooms = &report["rooms"];
+    assert_eq!(rooms["user_count_mismatches"], 0, "{rooms:#}");
+    let user_truths: BTreeMap<String, i64> =
+        serde_json::from_value(rooms["user_truths"].clone()).expect("user_truths");
+    let truths: BTreeMap<String, i64> = serde_json::from_value(rooms["truths"].clone()).expect("truths");
+    assert_eq!(user_truths.values().sum::<i64>(), 25, "a user's tabs share one room: {rooms:#}");
+    for (room, users) in &user_truths {
+        let extra = if *room == first_room { 2 } else { 0 };
+        assert_eq!((truths[room] - extra) % 5, 0, "{room}: whole users of five tabs: {rooms:#}");
+        assert_eq!(truths[room] - extra, (users - extra / 2) * 5, "{room}: five tabs per user: {rooms:#}");
+    }
+    drop(tabs);
 }

@@ -44,7 +44,13 @@ impl Coordinator {
                             self.metrics.room_joins.inc();
                         }
                         self.clients.enter(id, &room, members);
-                        self.follow(room, Waiter::Join(id, reply));
+                        // A member list read before this join is written would miss the joiner.
+                        let waiter = if joined && members {
+                            Waiter::JoinWritten(id, reply, self.flushes_started)
+                        } else {
+                            Waiter::Join(id, reply)
+                        };
+                        self.follow(room, waiter);
                     }
                 }
             }
@@ -129,10 +135,15 @@ impl Coordinator {
         let Some(view) = self.rooms.get_mut(room) else { return };
         let Some(counts) = view.tally.displayed(local) else { return };
         let mut gone = Vec::new();
+        let mut unwritten = Vec::new();
         for waiter in std::mem::take(&mut view.waiting) {
             let greet = match waiter {
                 Waiter::Greet(id) => Some(id),
-                Waiter::Join(id, reply) => {
+                Waiter::JoinWritten(_, _, after) if view.written_seq <= after => {
+                    unwritten.push(waiter);
+                    None
+                }
+                Waiter::Join(id, reply) | Waiter::JoinWritten(id, reply, _) => {
                     reply(RoomReply::Counts(room.clone(), counts));
                     Some(id)
                 }
@@ -148,6 +159,7 @@ impl Coordinator {
                 }
             }
         }
+        view.waiting.extend(unwritten);
         for id in gone {
             if self.disconnect(id) {
                 self.metrics.gone_at_greeting.inc();

@@ -21,6 +21,8 @@ pub struct Taken {
     /// `Coordinator::resync_epoch` when the flush started: only a write started after the last
     /// resubscription (or failed write) ends the resync.
     epoch: u64,
+    /// This flush's number (`Coordinator::flushes_started` once it started).
+    seq: u64,
     global: Share,
     global_counts: Counts,
     rooms: Vec<(RoomName, Share, Counts)>,
@@ -52,10 +54,12 @@ impl Coordinator {
             rooms.clear();
         }
         let groups = self.config.groups;
+        self.flushes_started += 1;
         let touched: BTreeSet<u16> = rooms.iter().map(|(room, _)| group_of(room, groups)).collect();
         let held: BTreeSet<u16> = self.local.rooms().map(|room| group_of(room, groups)).collect();
         let taken = Taken {
             epoch: self.resync_epoch,
+            seq: self.flushes_started,
             global_counts: self.local.counts(&Scope::Global),
             rooms: rooms
                 .into_iter()
@@ -178,11 +182,19 @@ impl Coordinator {
         }
         let written: HashMap<RoomName, Counts> =
             taken.rooms.into_iter().map(|(room, _, counts)| (room, counts)).collect();
+        for room in written.keys() {
+            if let Some(view) = self.rooms.get_mut(room) {
+                view.written_seq = taken.seq;
+            }
+        }
         for update in reply.rooms {
             match written.get(&update.room) {
                 Some(counts) => self.room_written(*counts, update),
                 None => self.room_observed(update, false),
             }
+        }
+        for room in written.keys() {
+            self.answer_waiters(room);
         }
         let now = Instant::now();
         for (group, in_ms) in &reply.vacate_due {

@@ -93,6 +93,8 @@ pub struct Coordinator {
     resyncing: bool,
     /// Counts resyncs; a flush remembers the epoch it started in.
     resync_epoch: u64,
+    /// Counts flushes started; a flush remembers its number, a room the last one that wrote it.
+    flushes_started: u64,
     last_write: Option<Instant>,
     retry_at: Instant,
     backoff: Backoff,
@@ -140,6 +142,7 @@ impl Coordinator {
             held_back: VecDeque::new(),
             resyncing: false,
             resync_epoch: 0,
+            flushes_started: 0,
             last_write: None,
             retry_at: now,
             backoff: Backoff::for_backend(),

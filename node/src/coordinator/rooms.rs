@@ -14,6 +14,9 @@ pub enum Waiter {
     Greet(SocketId),
     /// A socket that joined by event: answer its ack, and greet it.
     Join(SocketId, ReplyTo),
+    /// Like `Join`, but answered only once a flush numbered above this one wrote the room: the
+    /// ack then reads the member list, which must already hold the joining socket's user.
+    JoinWritten(SocketId, ReplyTo, u64),
     /// A `leave` to answer.
     Leave(ReplyTo),
 }
@@ -22,7 +25,7 @@ impl Waiter {
     /// The socket this waiter greets, if any.
     pub fn socket(&self) -> Option<SocketId> {
         match self {
-            Waiter::Greet(id) | Waiter::Join(id, _) => Some(*id),
+            Waiter::Greet(id) | Waiter::Join(id, _) | Waiter::JoinWritten(id, _, _) => Some(*id),
             Waiter::Leave(_) => None,
         }
     }
@@ -34,7 +37,9 @@ impl Waiter {
     pub fn after_leaving(self, id: SocketId) -> Option<Waiter> {
         match self {
             Waiter::Greet(socket) if socket == id => None,
-            Waiter::Join(socket, reply) if socket == id => Some(Waiter::Leave(reply)),
+            Waiter::Join(socket, reply) | Waiter::JoinWritten(socket, reply, _) if socket == id => {
+                Some(Waiter::Leave(reply))
+            }
             other => Some(other),
         }
     }
@@ -48,12 +53,14 @@ pub struct RoomView {
     pub pacer: Pacer<Counts>,
     /// Answered once the count is known.
     pub waiting: Vec<Waiter>,
+    /// The number of the last flush that wrote this node's share of the room.
+    pub written_seq: u64,
 }
 
 impl RoomView {
     /// A room this node has no count of yet.
     pub fn new(now: Instant) -> Self {
-        Self { tally: Tally::new(), pacer: Pacer::new(now), waiting: Vec::new() }
+        Self { tally: Tally::new(), pacer: Pacer::new(now), waiting: Vec::new(), written_seq: 0 }
     }
 }
 

@@ -251,10 +251,15 @@ impl Node {
 
     /// Sends a `join` event; the ack lands in the returned slot.
     fn join_room(&self, socket: u64, name: &str) -> Arc<Mutex<Option<RoomReply>>> {
+        self.join_room_with(socket, name, false)
+    }
+
+    /// Sends a `join` event, with `members` asked for or not.
+    fn join_room_with(&self, socket: u64, name: &str, members: bool) -> Arc<Mutex<Option<RoomReply>>> {
         let slot: Arc<Mutex<Option<RoomReply>>> = Arc::default();
         let ack = slot.clone();
         let reply = Box::new(move |r| *ack.lock().expect("lock") = Some(r));
-        let command = Command::Join { id: id(socket), room: room(name), members: false, reply };
+        let command = Command::Join { id: id(socket), room: room(name), members, reply };
         self.commands.send(command).expect("coordinator runs");
         slot
     }
@@ -604,4 +609,31 @@ async fn a_join_left_before_the_room_count_is_known_is_still_acked() {
     assert_eq!(*joined.lock().expect("lock"), Some(RoomReply::Counts(room("fresh"), conns(0))));
     assert_eq!(*left.lock().expect("lock"), Some(RoomReply::Counts(room("fresh"), conns(0))));
     assert_eq!(node.room_greeting_of(1, "fresh"), None, "no longer a member: no greeting");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_asking_for_members_is_acked_once_its_own_write_is_answered() {
+    let backend = Arc::new(FaultyBackend::default());
+    let node = Node::start("a", &backend, TIMING);
+    node.join(1);
+    node.join(2);
+    until("registered", SOON, || node.shown() == Some(2)).await;
+    let counted = node.join_room(1, "board");
+    until("a plain join is acked", SOON, || counted.lock().expect("lock").is_some()).await;
+    // The room's count is known now, so a plain join would be acked at once; one asking for the
+    // member list waits until the backend has answered the write that holds it.
+    let release = backend.hold_replies("a");
+    let before = backend.writes();
+    let listed = node.join_room_with(2, "board", true);
+    until("the join is being written", SOON, || backend.writes() > before).await;
+    tokio::time::sleep(TIMING.flush_interval * 4).await;
+    assert!(listed.lock().expect("lock").is_none(), "acked before its write was answered");
+    release.send(true).expect("release");
+    until("acked after the write", SOON, || listed.lock().expect("lock").is_some()).await;
+    assert_eq!(*listed.lock().expect("lock"), Some(RoomReply::Counts(room("board"), conns(2))));
+    assert_eq!(node.room_greeting_of(2, "board"), Some(conns(2)));
+    // Joining a room one is already in changes nothing to write: acked at once.
+    let again = node.join_room_with(2, "board", true);
+    until("a repeated join is acked", SOON, || again.lock().expect("lock").is_some()).await;
+    node.stop().await;
 }

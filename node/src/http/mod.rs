@@ -3,6 +3,7 @@
 
 mod error;
 mod keys;
+mod openapi;
 mod rooms;
 mod webhooks;
 
@@ -27,7 +28,6 @@ use crate::presence::PresenceBackend;
 use crate::readmodel::{ReadModel, Readiness};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
-const OPENAPI_JSON: &str = include_str!("../assets/openapi.json");
 /// Largest body of `POST /api/rooms/counts` (1000 names of up to 256 bytes, JSON-escaped).
 const MAX_COUNTS_BODY: usize = 1 << 20;
 
@@ -76,6 +76,12 @@ pub fn routes(state: HttpState) -> Router {
         .route("/api/webhooks/dead", get(webhooks::dead))
         .layer(guard.clone())
         .with_state(state.dead_letters.clone());
+    // Rendered once for this node's settings; each answer shares the bytes.
+    let document =
+        axum::body::Bytes::from(openapi::document(state.api_keys.enabled(), state.public_presence));
+    let openapi = get(move || async move {
+        ([(header::CONTENT_TYPE, "application/json")], document.clone()).into_response()
+    });
     let mut presence_route = Router::new().route("/api/presence", get(presence));
     if !state.public_presence {
         presence_route = presence_route.layer(guard);
@@ -86,7 +92,7 @@ pub fn routes(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/dashboard", get(crate::dashboard::page))
-        .route("/api/openapi.json", get(openapi))
+        .route("/api/openapi.json", openapi)
         .route("/widget.js", get(crate::widget::script))
         .route("/widget.css", get(crate::widget::style))
         .merge(presence_route)
@@ -101,10 +107,6 @@ pub fn routes(state: HttpState) -> Router {
 
 async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn healthz() -> &'static str {

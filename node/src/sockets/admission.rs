@@ -45,7 +45,7 @@ pub async fn admit(
     if let Some(verified) = &verified {
         if let Some(room) = handshake.rooms.iter().find(|room| !verified.rooms.allows(room)) {
             glue.metrics.refuse_join("not_allowed");
-            return Err(Refused(format!("room {room:?} is not allowed by the token")));
+            return Err(Refused(format!("room {:?} is not allowed by the token", room.as_str())));
         }
         if glue.max_connections_per_user > 0 && over_limit(glue, verified).await {
             glue.metrics.refuse("max_connections_per_user");

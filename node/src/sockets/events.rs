@@ -65,7 +65,7 @@ fn on_room_event(
     };
     let allowed = auth.grant.lock().map(|grant| grant.allows(&room)).unwrap_or(false);
     if join && !allowed {
-        return refuse(ack, "not_allowed", format!("room {room:?} is not allowed by the token"));
+        return refuse(ack, "not_allowed", format!("room {:?} is not allowed by the token", room.as_str()));
     }
     let glue_for_reply = glue.clone();
     let reply = Box::new(move |reply: RoomReply| answer(&glue_for_reply, reply, members, ack));

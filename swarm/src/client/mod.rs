@@ -46,6 +46,10 @@ pub struct ClientCell {
     pub room: AtomicU32,
     /// The last `room users` connections of `room`, or [`NO_VALUE`].
     pub room_value: AtomicI64,
+    /// The users of that same `room users` (set together with `room_value`).
+    pub room_users: AtomicI64,
+    /// The identity it connects as ([`crate::identity::NO_USER`]: anonymous).
+    pub user: AtomicU32,
     /// When `room_value` last changed (µs since the epoch).
     pub room_changed_at_us: AtomicU64,
     /// `room users` messages received (any room).
@@ -65,6 +69,8 @@ impl Default for ClientCell {
             messages: AtomicU64::new(0),
             room: AtomicU32::new(NO_ROOM),
             room_value: AtomicI64::new(NO_VALUE),
+            room_users: AtomicI64::new(NO_VALUE),
+            user: AtomicU32::new(crate::identity::NO_USER),
             room_changed_at_us: AtomicU64::new(0),
             room_messages: AtomicU32::new(0),
             wanted_room: AtomicU32::new(NO_ROOM),
@@ -128,6 +134,8 @@ pub struct ClientSpec {
     pub timeout: Duration,
     /// The run's rooms (the cell's `room` is an index into them), if it has any.
     pub rooms: Option<Arc<RoomPlan>>,
+    /// The Socket.IO CONNECT packet with this client's token (`None`: a plain `40`).
+    pub connect_packet: Option<Arc<str>>,
 }
 
 /// Small buffers: a presence client reads tiny text frames and writes a few bytes.
@@ -194,7 +202,10 @@ async fn connect(spec: &ClientSpec, cell: &ClientCell) -> Result<Ws, String> {
         text if matches!(protocol::parse(&text), Ok(Packet::Open(_))) => {}
         _ => return Err("engineio_open".to_owned()),
     }
-    send(&mut ws, protocol::CONNECT_MAIN).await?;
+    match &spec.connect_packet {
+        Some(packet) => ws.send(Message::text(packet.as_ref())).await.map_err(|error| ws_kind(&error))?,
+        None => send(&mut ws, protocol::CONNECT_MAIN).await?,
+    }
     loop {
         let text = next_text(&mut ws).await?;
         match protocol::parse(&text) {

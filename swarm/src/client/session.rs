@@ -120,7 +120,11 @@ pub(super) fn observe(packet: &Packet<'_>, cell: &ClientCell, rooms: Option<&Roo
     cell.room_messages.fetch_add(1, Ordering::Relaxed);
     let room = cell.room.load(Ordering::Acquire);
     let ours = rooms.and_then(|plan| plan.index_of(&count.room)).is_some_and(|index| index == room);
-    if ours && cell.room_value.swap(count.connections, Ordering::AcqRel) != count.connections {
+    if !ours {
+        return;
+    }
+    let users_changed = cell.room_users.swap(count.users, Ordering::AcqRel) != count.users;
+    if cell.room_value.swap(count.connections, Ordering::AcqRel) != count.connections || users_changed {
         cell.room_changed_at_us.store(now_us(), Ordering::Release);
     }
 }

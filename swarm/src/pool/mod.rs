@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::rooms::Rooms;
 use super::client::{self, ClientCell, ClientEvent, ClientSpec};
+use super::identity::{Identities, NO_USER};
 use super::messages::{Status, Target, WorkerConfig, WorkerReport, now_us};
 
 /// A client the pool is running.
@@ -71,6 +72,8 @@ pub struct Pool {
     pub report: WorkerReport,
     /// The clients' rooms, when the run has rooms.
     rooms: Option<Rooms>,
+    /// The identities the clients share, with `--users`.
+    identities: Option<Identities>,
 }
 
 impl Pool {
@@ -78,6 +81,7 @@ impl Pool {
     pub fn new(config: WorkerConfig, events: mpsc::UnboundedSender<ClientEvent>) -> Self {
         let targets = config.targets.iter().cloned().map(Arc::new).collect();
         let rooms = config.rooms.clone().map(|plan| Rooms::new(plan, config.index));
+        let identities = Identities::new(config.users, &config.jwt_secret);
         Self {
             targets,
             config,
@@ -93,6 +97,7 @@ impl Pool {
             last_change_us: 0,
             report: WorkerReport::default(),
             rooms,
+            identities,
         }
     }
 
@@ -106,20 +111,31 @@ impl Pool {
         };
         let ips = &self.config.source_ips;
         let source = (!ips.is_empty()).then(|| ips[id as usize % ips.len()]);
+        let user = self.identities.as_ref().map(|ids| ids.user_of(global));
+        let connect_packet = match (&mut self.identities, user) {
+            (Some(ids), Some(user)) => ids.connect_packet(user),
+            _ => None,
+        };
         let spec = ClientSpec {
             target: Arc::clone(target),
             source,
             timeout: Duration::from_millis(self.config.connect_timeout_ms),
             rooms: self.rooms.as_ref().map(Rooms::plan),
+            connect_packet,
         };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let cell = Arc::new(match &mut self.rooms {
-            Some(rooms) => ClientCell::in_room(rooms.draw()),
-            None => ClientCell::default(),
+        let cell = Arc::new(match (&mut self.rooms, user) {
+            // A user's tabs share a room: the one drawn for the user, the same in every worker.
+            (Some(rooms), Some(user)) => ClientCell::in_room(rooms.room_of_user(user)),
+            (Some(rooms), None) => ClientCell::in_room(rooms.draw()),
+            (None, _) => ClientCell::default(),
         });
+        if let Some(user) = user {
+            cell.user.store(user, Ordering::Release);
+        }
         let (stop, stop_rx) = oneshot::channel();
         let events = self.events.clone();
         tokio::spawn(client::run(spec, slot, Arc::clone(&cell), stop_rx, events));
@@ -227,6 +243,21 @@ impl Pool {
             }
         }
         status
+    }
+
+    /// The distinct users of the connected clients, ascending (empty without identities).
+    pub fn users(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|live| live.active())
+            .map(|live| live.cell.user.load(Ordering::Acquire))
+            .filter(|&user| user != NO_USER)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// The run's counters, live clients' message counts included.

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{Outcome, Pool};
 use crate::client::NO_VALUE;
+use crate::identity::NO_USER;
 use crate::messages::{RoomSummary, now_us};
 use crate::mover::MoveOutcome;
 use crate::rooms::{NO_ROOM, RoomPlan, RoomSampler};
@@ -45,6 +46,14 @@ impl Rooms {
     /// The room of a new client.
     pub(super) fn draw(&mut self) -> u32 {
         self.sampler.sample(&mut self.rng)
+    }
+
+    /// The room of every tab of `user`: drawn from the plan's distribution with a generator of
+    /// the seed and the user alone, so every worker draws the same.
+    pub(super) fn room_of_user(&self, user: u32) -> u32 {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.plan.seed);
+        rng.set_stream(u64::from(user) | (1 << 63));
+        self.sampler.sample(&mut rng)
     }
 
     /// Notes that `room`'s count changed at `at_us`.
@@ -116,6 +125,10 @@ impl Pool {
             }
             let summary = summaries.entry(room).or_insert_with(|| empty(room, rooms));
             summary.clients += 1;
+            let user = live.cell.user.load(Ordering::Acquire);
+            if user != NO_USER {
+                summary.user_ids.push(user);
+            }
             let value = live.cell.room_value.load(Ordering::Acquire);
             if value == NO_VALUE {
                 summary.without_value += 1;
@@ -123,6 +136,9 @@ impl Pool {
             }
             summary.min = summary.min.min(value);
             summary.max = summary.max.max(value);
+            let users = live.cell.room_users.load(Ordering::Acquire);
+            summary.users_min = summary.users_min.min(users);
+            summary.users_max = summary.users_max.max(users);
             let changed = live.cell.room_changed_at_us.load(Ordering::Acquire);
             summary.latest_change_us = summary.latest_change_us.max(changed);
         }
@@ -131,19 +147,25 @@ impl Pool {
                 summaries.entry(room as u32).or_insert_with(|| empty(room as u32, rooms));
             }
         }
+        for summary in summaries.values_mut() {
+            summary.user_ids.sort_unstable();
+            summary.user_ids.dedup();
+        }
         summaries.into_values().collect()
     }
 
-    /// Active clients of the `(room, truth)` rooms whose value is not the truth, and how many of
-    /// them never got a value.
-    pub fn room_stale(&self, truths: &[(u32, i64)]) -> (u64, u64) {
+    /// Active clients of the `(room, truth)` rooms whose value is not the truth (nor, with
+    /// `user_truths`, their users), and how many of them never got a value.
+    pub fn room_stale(&self, truths: &[(u32, i64)], user_truths: &[(u32, i64)]) -> (u64, u64) {
         let truths: BTreeMap<u32, i64> = truths.iter().copied().collect();
+        let user_truths: BTreeMap<u32, i64> = user_truths.iter().copied().collect();
         let (mut stale, mut without_value) = (0, 0);
         for live in self.slots.iter().flatten().filter(|live| live.active()) {
             let room = live.cell.room.load(Ordering::Acquire);
             let Some(&truth) = truths.get(&room) else { continue };
             let value = live.cell.room_value.load(Ordering::Acquire);
-            if value != truth {
+            let users = live.cell.room_users.load(Ordering::Acquire);
+            if value != truth || user_truths.get(&room).is_some_and(|&truth| users != truth) {
                 stale += 1;
                 without_value += u64::from(value == NO_VALUE);
             }
@@ -159,6 +181,9 @@ fn empty(room: u32, rooms: &Rooms) -> RoomSummary {
         without_value: 0,
         min: i64::MAX,
         max: i64::MIN,
+        users_min: i64::MAX,
+        users_max: i64::MIN,
+        user_ids: Vec::new(),
         latest_change_us: 0,
         last_change_us: rooms.changes.get(room as usize).copied().unwrap_or(0),
     }
