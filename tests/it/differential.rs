@@ -20,6 +20,10 @@
 //! It found two bugs, pinned by the regression tests at the end (a restarted node's old user
 //! cells kept by the memory backend; versions beyond what Lua counts exactly).
 //!
+//! The same property runs on a Redis Cluster (three primaries, three replicas): there each flush
+//! is one step per slot, sent at once, and a deregistration one step per group then the global
+//! one; the replies, joined, must agree with the reference all the same.
+//!
 //! `PROPTEST_CASES=500 cargo test --test it differential` for a long run.
 
 mod driver;
@@ -31,7 +35,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner, contextualize_config};
 use redis::IntoConnectionInfo;
-use rollcall_node::config::{RedisTarget, Topology};
+use rollcall_node::config::{ClusterTarget, Credentials, RedisTarget, Topology};
 use rollcall_node::count::Scope;
 use rollcall_node::metrics::Metrics;
 use rollcall_node::presence::{
@@ -40,6 +44,7 @@ use rollcall_node::presence::{
 
 use self::driver::{GROUPS, MAX_MEMBERS_LISTED, Replies, SimNode, room_name};
 use crate::helpers::RedisServer;
+use crate::topology::cluster_set::RedisCluster;
 
 /// Cases per run unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 24;
@@ -109,9 +114,51 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Where the scripts run: one server, or a cluster.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    Server(&'a RedisServer),
+    Cluster(&'a RedisCluster),
+}
+
+impl Store<'_> {
+    /// Redis loses everything: FLUSHALL on the server, or on every primary.
+    async fn flush_all(&self) {
+        match self {
+            Store::Server(server) => server.cmd::<()>(&["FLUSHALL"]).await,
+            Store::Cluster(cluster) => {
+                for primary in cluster.primaries().await {
+                    cluster.servers[primary].cmd::<()>(&["FLUSHALL"]).await;
+                }
+            }
+        }
+    }
+
+    /// One command on the server that holds `key`.
+    async fn cmd_on<T: redis::FromRedisValue>(&self, key: &str, args: &[&str]) -> T {
+        match self {
+            Store::Server(server) => server.cmd(args).await,
+            Store::Cluster(cluster) => cluster.servers[cluster.primary_of(key).await].cmd(args).await,
+        }
+    }
+
+    fn backend(&self) -> RedisBackend {
+        let topology = match self {
+            Store::Server(server) => {
+                Topology::Server(server.url().into_connection_info().expect("redis url"))
+            }
+            Store::Cluster(cluster) => {
+                let nodes = cluster.servers[..3].iter().map(|s| ("127.0.0.1".to_owned(), s.port)).collect();
+                Topology::Cluster(ClusterTarget { nodes, auth: Credentials::default() })
+            }
+        };
+        redis_backend(RedisTarget { topology, tls: None })
+    }
+}
+
 /// The two backends, the nodes, and whether the last settle left nothing being repaired.
 struct World<'a> {
-    server: &'a RedisServer,
+    store: Store<'a>,
     redis: RedisBackend,
     memory: MemoryBackend,
     nodes: Vec<SimNode>,
@@ -119,10 +166,9 @@ struct World<'a> {
     clean: bool,
 }
 
-fn redis_backend(server: &RedisServer) -> RedisBackend {
-    let info = server.url().into_connection_info().expect("redis url");
+fn redis_backend(target: RedisTarget) -> RedisBackend {
     let options = RedisOptions {
-        target: RedisTarget { topology: Topology::Server(info), tls: None },
+        target,
         prefix: PREFIX.to_owned(),
         timeout: Duration::from_secs(5),
         // Nobody is reaped by the clock: reaps are made on purpose (`Op::Reap`).
@@ -133,11 +179,11 @@ fn redis_backend(server: &RedisServer) -> RedisBackend {
 }
 
 impl<'a> World<'a> {
-    async fn new(server: &'a RedisServer) -> Self {
-        let _: String = server.cmd(&["FLUSHALL"]).await;
+    async fn new(store: Store<'a>) -> Self {
+        store.flush_all().await;
         Self {
-            server,
-            redis: redis_backend(server),
+            store,
+            redis: store.backend(),
             memory: MemoryBackend::new(POLICY),
             nodes: (0..NODES).map(|n| SimNode::new(format!("n{n}"))).collect(),
             next_socket: 0,
@@ -180,7 +226,7 @@ impl<'a> World<'a> {
                 sim.restart();
             }
             Op::DataLoss => {
-                let _: String = self.server.cmd(&["FLUSHALL"]).await;
+                self.store.flush_all().await;
                 self.memory = MemoryBackend::new(POLICY);
                 self.clean = false;
             }
@@ -195,7 +241,7 @@ impl<'a> World<'a> {
             return;
         }
         let nodes_key = format!("{{{PREFIX}}}:nodes");
-        let _: i64 = self.server.cmd(&["ZADD", &nodes_key, "1", &sim.name]).await;
+        let _: i64 = self.store.cmd_on(&nodes_key, &["ZADD", &nodes_key, "1", &sim.name]).await;
         let groups: Vec<u16> = (0..GROUPS).collect();
         self.memory.deregister(&sim.name, sim.memory.incarnation, &groups).await.expect("memory");
         self.clean = false;
@@ -244,11 +290,22 @@ mod settle;
 fn the_scripts_agree_with_the_in_memory_backend() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let server = runtime.block_on(RedisServer::start());
-    let config =
-        contextualize_config(Config { cases: CASES, failure_persistence: None, ..Config::default() });
+    agree(&runtime, Store::Server(&server), CASES);
+}
+
+#[test]
+fn the_scripts_on_a_redis_cluster_agree_with_the_in_memory_backend() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let cluster = runtime.block_on(RedisCluster::start("differential"));
+    agree(&runtime, Store::Cluster(&cluster), CASES / 2);
+}
+
+/// Runs the property on `store`: `cases` random sequences (unless `PROPTEST_CASES` says otherwise).
+fn agree(runtime: &tokio::runtime::Runtime, store: Store<'_>, cases: u32) {
+    let config = contextualize_config(Config { cases, failure_persistence: None, ..Config::default() });
     let mut runner = TestRunner::new(config);
     let result = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
-        runtime.block_on(replay(&server, &ops));
+        runtime.block_on(replay(store, &ops));
         Ok::<(), TestCaseError>(())
     });
     if let Err(failure) = result {
@@ -257,8 +314,8 @@ fn the_scripts_agree_with_the_in_memory_backend() {
 }
 
 /// Runs `ops` on both backends from empty, then settles and compares.
-async fn replay(server: &RedisServer, ops: &[Op]) {
-    let mut world = World::new(server).await;
+async fn replay(store: Store<'_>, ops: &[Op]) {
+    let mut world = World::new(store).await;
     for op in ops {
         world.run(op).await;
     }
@@ -279,7 +336,7 @@ fn a_new_incarnation_leaves_no_user_of_the_old_one_in_memory() {
         let server = RedisServer::start().await;
         let ops =
             [Op::Connect { node: 2, user: Some((0, 0)) }, Op::Flush { node: 2 }, Op::Restart { node: 2 }];
-        replay(&server, &ops).await;
+        replay(Store::Server(&server), &ops).await;
     });
 }
 
@@ -313,7 +370,7 @@ fn writes_at_the_highest_floor_a_node_accepts_still_move_the_version_up() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let server = RedisServer::start().await;
-        let redis = redis_backend(&server);
+        let redis = Store::Server(&server).backend();
         let mut floor = rollcall_node::presence::MAX_VERSION;
         for _ in 0..3 {
             let flush = rollcall_node::presence::Flush {

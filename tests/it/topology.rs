@@ -4,10 +4,10 @@
 
 mod acl;
 mod cluster;
-mod cluster_set;
+pub(crate) mod cluster_set;
 mod failover;
 mod logged;
-mod sentinel;
+pub(crate) mod sentinel;
 mod tls;
 
 use std::collections::HashMap;

@@ -104,6 +104,17 @@ impl RedisCluster {
         panic!("no primary serves slot {slot} of {key}:\n{nodes}");
     }
 
+    /// The indexes in `servers` of the live primaries.
+    pub async fn primaries(&self) -> Vec<usize> {
+        let mut primaries = Vec::new();
+        for (i, server) in self.servers.iter().enumerate().filter(|(_, s)| s.running()) {
+            if server.role().await.as_deref() == Some("master") {
+                primaries.push(i);
+            }
+        }
+        primaries
+    }
+
     /// The replica of `servers[primary]`, as the cluster says now.
     pub async fn replica_of(&self, primary: usize) -> usize {
         let id: String = self.servers[primary].cmd(&["CLUSTER", "MYID"]).await;
