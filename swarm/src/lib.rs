@@ -41,6 +41,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 pub use hunt::HuntArgs;
+pub use messages::Transport;
 pub use rooms::Distribution;
 
 /// Exit codes, shown at the end of `rollcall swarm --help`.
@@ -131,6 +132,10 @@ pub struct SwarmArgs {
     /// [default: from the clock]; in the report, and replays a run.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How clients open their session: websocket (at once) or polling (long-polling, then the
+    /// upgrade to WebSocket, as the official client does by default).
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    pub transport: Transport,
     /// Worker processes [default: one per 15,000 clients, within the open-files limit].
     #[arg(long)]
     pub workers: Option<usize>,

@@ -50,6 +50,7 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
             targets: targets.clone(),
             source_ips: net::ips_for_worker(&source_ips, index, workers),
             connect_timeout_ms: args.connect_timeout.as_millis() as u64,
+            transport: args.transport,
             max_duration_ms: (args.max_duration + REPORT_TIMEOUT * 2).as_millis() as u64,
             rooms: plan.clone(),
         })

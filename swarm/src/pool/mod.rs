@@ -111,6 +111,7 @@ impl Pool {
             source,
             timeout: Duration::from_millis(self.config.connect_timeout_ms),
             rooms: self.rooms.as_ref().map(Rooms::plan),
+            transport: self.config.transport,
         };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
