@@ -178,7 +178,8 @@ mod tests {
 
     #[test]
     fn the_polling_request_follows_the_websocket_url() {
-        let (host, path) = polling_parts("ws://127.0.0.1:3001/app/socket.io/?EIO=4&transport=websocket&room=a");
+        let (host, path) =
+            polling_parts("ws://127.0.0.1:3001/app/socket.io/?EIO=4&transport=websocket&room=a");
         assert_eq!(host, "127.0.0.1:3001");
         assert_eq!(path, "/app/socket.io/?EIO=4&transport=polling&room=a");
     }
