@@ -11,7 +11,8 @@
 #        ROLLCALL_MEMORY_LEAN_REQUEST_HEAD=false bench/memory.sh   (any ROLLCALL_* setting passes)
 # Env:   MEM_CLIENTS (10000), MEM_HOLD (60), MEM_TRANSPORT (websocket | polling), MEM_RATE
 #        (2000 connects/s), MEM_LABEL (a name for the result line), MEM_WORKER_THREADS (0: one per
-#        core), ROLLCALL_BIN (default target/release/rollcall), BENCH_SKIP_BUILD=1.
+#        core), ROLLCALL_BIN (default target/release/rollcall), SWARM_BIN (the `rollcall` that runs
+#        the swarm; default ROLLCALL_BIN: set it to measure an older node), BENCH_SKIP_BUILD=1.
 #        Every variable of the caller's environment reaches the node (MALLOC_*, ROLLCALL_*).
 # Output: one line `MEMORY label=... clients=... transport=... before_kib=... steady_kib=...
 #        per_conn_kb=...` on stdout (KB = 1000 bytes), details on stderr.
@@ -21,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 ROLLCALL=${ROLLCALL_BIN:-$ROOT/target/release/rollcall}
+SWARM=${SWARM_BIN:-$ROLLCALL}
 CLIENTS=${MEM_CLIENTS:-10000}
 HOLD=${MEM_HOLD:-60}
 TRANSPORT=${MEM_TRANSPORT:-websocket}
@@ -63,16 +65,16 @@ for _ in $(seq 100); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 
 BEFORE=$(rss_kib "$NODE")
 say "node $NODE on $URL: RSS before $BEFORE KiB"
 
-"$ROLLCALL" swarm --url "$URL" --clients "$CLIENTS" --rate "$RATE" --scenario hold \
+"$SWARM" swarm --url "$URL" --clients "$CLIENTS" --rate "$RATE" --scenario hold \
   --transport "$TRANSPORT" --duration "$((HOLD + 60))s" --max-duration "$((HOLD + 300))s" --json \
   >"$WORK/swarm.json" 2>"$WORK/swarm.log" &
-SWARM=$!
-PIDS+=("$SWARM")
+SWARM_PID=$!
+PIDS+=("$SWARM_PID")
 
 # Bounded: all clients connected within (clients / rate + 60) s.
 deadline=$((SECONDS + CLIENTS / RATE + 60))
 while [ "$(local_sockets "$URL")" != "$CLIENTS" ]; do
-  if [ $SECONDS -gt $deadline ] || ! kill -0 "$SWARM" 2>/dev/null; then
+  if [ $SECONDS -gt $deadline ] || ! kill -0 "$SWARM_PID" 2>/dev/null; then
     say "the node never held $CLIENTS clients (holds $(local_sockets "$URL")); swarm log:"
     tail -5 "$WORK/swarm.log" >&2
     exit 1
@@ -83,6 +85,6 @@ say "all $CLIENTS held (RSS $(rss_kib "$NODE") KiB); holding ${HOLD}s with 1 s p
 sleep "$HOLD"
 HELD=$(local_sockets "$URL")
 STEADY=$(rss_kib "$NODE")
-kill "$SWARM" 2>/dev/null || true
+kill "$SWARM_PID" 2>/dev/null || true
 PER=$(python3 -c "print(f'{($STEADY - $BEFORE) * 1024 / $CLIENTS / 1000:.1f}')")
 echo "MEMORY label=$LABEL clients=$CLIENTS held=$HELD transport=$TRANSPORT before_kib=$BEFORE steady_kib=$STEADY per_conn_kb=$PER"
