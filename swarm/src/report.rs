@@ -12,6 +12,7 @@ use super::messages::{PhaseDone, WorkerReport};
 use super::room_check::RoomSettle;
 use super::room_report::RoomsReport;
 use super::rooms::RoomPlan;
+use super::soak::SoakReport;
 
 /// Exit code when the run finished and every check passed.
 pub const EXIT_OK: u8 = 0;
@@ -71,6 +72,8 @@ pub struct RunState {
     pub moves: Option<PhaseDone>,
     /// The last per-room convergence measurement.
     pub rooms: Option<RoomSettle>,
+    /// The soak's RSS samples and slopes.
+    pub soak: Option<SoakReport>,
 }
 
 /// Mean and largest number of messages per client.
@@ -135,6 +138,8 @@ pub struct Report {
     pub refresh_messages_per_client: PerClient,
     /// Per-room convergence, `room users` traffic and moves (`null` without `--rooms`).
     pub rooms: Option<RoomsReport>,
+    /// Soak: RSS samples and slopes (`null` for other scenarios).
+    pub soak: Option<SoakReport>,
     /// The process exit code this report leads to.
     pub exit_code: u8,
 }
@@ -180,6 +185,7 @@ impl Report {
             churn_reconnects: state.churn.map(|churn| churn.ok + churn.failed).unwrap_or(0),
             refresh_messages_per_client: PerClient::of(&merged),
             rooms,
+            soak: state.soak,
             exit_code: EXIT_OK,
         };
         report.exit_code = exit_code(&report, &ending);
