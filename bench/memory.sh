@@ -71,20 +71,23 @@ say "node $NODE on $URL: RSS before $BEFORE KiB"
 SWARM_PID=$!
 PIDS+=("$SWARM_PID")
 
-# Bounded: all clients connected within (clients / rate + 60) s.
+# Bounded: all clients connected within (clients / rate + 60) s; on a loaded machine a few connects
+# may time out: at least 99 % must be held, and the result divides by the number held.
 deadline=$((SECONDS + CLIENTS / RATE + 60))
-while [ "$(local_sockets "$URL")" != "$CLIENTS" ]; do
-  if [ $SECONDS -gt $deadline ] || ! kill -0 "$SWARM_PID" 2>/dev/null; then
-    say "the node never held $CLIENTS clients (holds $(local_sockets "$URL")); swarm log:"
-    tail -5 "$WORK/swarm.log" >&2
-    exit 1
-  fi
+while [ "$(local_sockets "$URL")" != "$CLIENTS" ] && [ $SECONDS -le $deadline ]; do
+  if ! kill -0 "$SWARM_PID" 2>/dev/null; then break; fi
   sleep 0.5
 done
-say "all $CLIENTS held (RSS $(rss_kib "$NODE") KiB); holding ${HOLD}s with 1 s pings"
+HELD=$(local_sockets "$URL")
+if [ "$HELD" -lt $((CLIENTS * 99 / 100)) ]; then
+  say "the node holds only $HELD of $CLIENTS clients; swarm log:"
+  tail -5 "$WORK/swarm.log" >&2
+  exit 1
+fi
+say "$HELD of $CLIENTS held (RSS $(rss_kib "$NODE") KiB); holding ${HOLD}s with 1 s pings"
 sleep "$HOLD"
 HELD=$(local_sockets "$URL")
 STEADY=$(rss_kib "$NODE")
 kill "$SWARM_PID" 2>/dev/null || true
-PER=$(python3 -c "print(f'{($STEADY - $BEFORE) * 1024 / $CLIENTS / 1000:.1f}')")
+PER=$(python3 -c "print(f'{($STEADY - $BEFORE) * 1024 / $HELD / 1000:.1f}')")
 echo "MEMORY label=$LABEL clients=$CLIENTS held=$HELD transport=$TRANSPORT before_kib=$BEFORE steady_kib=$STEADY per_conn_kb=$PER"
