@@ -324,3 +324,37 @@ async fn a_short_soak_reconnects_and_moves_samples_rss_and_ends_exact() {
     assert!(soak["slope_kib_per_min"][0].is_f64(), "a slope after the warm-up: {soak:#}");
     assert_rooms_converged(&report, 200);
 }
+
+/// `--transport polling`: every client opens its session by long-polling and upgrades to
+/// WebSocket, as the official client does; the node counts each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_then_upgrade_clients_connect_and_converge() {
+    let (_redis, a, b) = two_nodes("swarm-polling").await;
+    let (status, report) = run_swarm(&[
+        "--url",
+        &a.url(),
+        "--url",
+        &b.url(),
+        "--clients",
+        "100",
+        "--rate",
+        "200",
+        "--scenario",
+        "hold",
+        "--duration",
+        "2s",
+        "--transport",
+        "polling",
+        "--json",
+    ])
+    .await;
+    assert!(status.success(), "exit {status}: {report:#}");
+    assert_eq!(
+        (report["connects_ok"].as_u64(), report["dropped"].as_u64()),
+        (Some(100), Some(0)),
+        "{report:#}"
+    );
+    assert_eq!(report["true_users"], 100);
+    assert_eq!(report["stale"], 0);
+    assert_eq!(a.presence().await["users"], 0, "all left at the end");
+}
