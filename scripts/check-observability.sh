@@ -75,7 +75,6 @@ names = [a["alert"] for a in alerts]
 # Metrics being added by the rooms, users, webhooks, pacing and lag work; each moves to README's
 # metrics table with its code. Remove a name here once the table has it.
 ANNOUNCED = {
-    "rollcall_emits_deferred_total", "rollcall_fanout_interval_seconds",
 }
 # Grafana's variables and the sample values that stand in for them when a query is parsed.
 GRAFANA_VARIABLES = {"job": "rollcall", "instance": ".*", "__rate_interval": "5m", "__interval": "1m",

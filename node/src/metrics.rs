@@ -34,6 +34,8 @@ pub struct Metrics {
     pub disconnects: Counter,
     pub refresh_emits: Counter,
     pub refresh_messages: Counter,
+    pub emits_deferred: Counter,
+    pub fanout_interval: Gauge<f64, AtomicU64>,
     pub redis_duration: Family<OperationLabel, Histogram>,
     pub redis_errors: Family<OperationLabel, Counter>,
     pub nodes_alive: Gauge,
@@ -86,6 +88,8 @@ impl Metrics {
             disconnects: Counter::default(),
             refresh_emits: Counter::default(),
             refresh_messages: Counter::default(),
+            emits_deferred: Counter::default(),
+            fanout_interval: Gauge::default(),
             redis_duration: Family::new_with_constructor(|| {
                 Histogram::new([0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0])
             }),
@@ -135,6 +139,17 @@ impl Metrics {
             "refresh_messages",
             "`refresh users` messages sent to clients",
             m.refresh_messages.clone(),
+        );
+        r.register(
+            "emits_deferred",
+            "Emit checks at which a broadcast due at the emit interval was held back (fan-out budget or load)",
+            m.emits_deferred.clone(),
+        );
+        r.register_with_unit(
+            "fanout_interval",
+            "Time between two `refresh users` broadcasts now (emit interval, fan-out budget, load)",
+            Unit::Seconds,
+            m.fanout_interval.clone(),
         );
         r.register_with_unit(
             "redis_command_duration",

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, Method};
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::bundle::ClientBundle;
@@ -36,6 +37,7 @@ pub struct App {
     node_id: String,
     shutdown_grace: Duration,
     deliverer: Option<Deliverer>,
+    http2: bool,
 }
 
 impl App {
@@ -105,7 +107,10 @@ impl App {
             bundle: ClientBundle::load(&settings.client_bundle_dir, &settings.client_version),
         };
         let router = http::routes(state.clone())
-            .route_service("/socket.io/", socket_io_svc)
+            .route_service(
+                "/socket.io/",
+                http::LeanHeadLayer { enabled: settings.lean_request_head }.layer(socket_io_svc),
+            )
             .layer(axum::middleware::from_fn_with_state(state, http::admission))
             .layer(cors(&settings.cors_origins));
         let ip: IpAddr = settings.bind.parse()?;
@@ -122,6 +127,7 @@ impl App {
             node_id,
             shutdown_grace: Settings::ms(settings.shutdown_grace_ms),
             deliverer,
+            http2: settings.http2,
         })
     }
 
@@ -139,14 +145,22 @@ impl App {
     /// readiness fails, the listener stops, this node's share leaves the count in one step,
     /// and local clients are disconnected so they reconnect to another node.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { listener, router, io, coordinator, model, draining, node_id, shutdown_grace, deliverer } =
-            self;
+        let Self {
+            listener,
+            router,
+            io,
+            coordinator,
+            model,
+            draining,
+            node_id,
+            shutdown_grace,
+            deliverer,
+            http2,
+        } = self;
         tracing::info!(node = %node_id, addr = %listener.local_addr()?, "serving");
         let stop_accepting = CancellationToken::new();
         let stop_counting = CancellationToken::new();
-        let server =
-            axum::serve(listener, router).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-        let server = tokio::spawn(server.into_future());
+        let server = tokio::spawn(http::serve(listener, router, http2, stop_accepting.clone()));
         let counting = tokio::spawn(coordinator.run(stop_counting.clone()));
         tokio::spawn(dashboard::feed(io.clone(), model, stop_counting.clone()));
         if let Some(deliverer) = deliverer {
@@ -234,9 +248,9 @@ fn socket_io(settings: &Settings) -> socketioxide::SocketIoBuilder {
         // A handshake carries a token of up to 8 KiB whatever `max_payload` says for events.
         .max_payload(settings.max_payload.max(HANDSHAKE_PAYLOAD))
         // A client joining its 16 rooms gets an ack and a count for each (32 packets at once),
-        // besides refreshes: what does not fit is dropped (tokio allocates 32-slot blocks anyway).
-        .max_buffer_size(64)
-        .ws_read_buffer_size(1024)
+        // besides refreshes: what does not fit is dropped (`socket_queue_packets`).
+        .max_buffer_size(settings.socket_queue_packets)
+        .ws_read_buffer_size(settings.ws_read_buffer_size)
         .ping_interval(Settings::ms(settings.ping_interval_ms))
         .ping_timeout(Settings::ms(settings.ping_timeout_ms))
         .connect_timeout(Duration::from_secs(10))

@@ -33,6 +33,7 @@ mod room_report;
 mod room_wire;
 mod rooms;
 mod scenario;
+mod soak;
 mod truth;
 mod worker;
 
@@ -42,6 +43,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 pub use hunt::HuntArgs;
+pub use messages::Transport;
 pub use rooms::Distribution;
 
 /// Exit codes, shown at the end of `rollcall swarm --help`.
@@ -69,6 +71,11 @@ pub enum Scenario {
     /// --duration move --move-rate clients per second to another room (leave, then join, by
     /// event, acks checked); convergence is measured per room after the last move.
     Move,
+    /// Connect all clients (with --rooms, in rooms), settle, then for --duration reconnect
+    /// --churn-rate clients per second (and with --rooms move --move-rate per second, in a fifth
+    /// of each sample interval), sampling the RSS of every --rss-pid each --sample-interval;
+    /// reports each one's slope after --warmup and the exact count at the end.
+    Soak,
     /// Hunt for drifts: rounds of racy connection sequences (seeded, replayable), after each
     /// of which every node must settle on the exact count; see the Hunt options.
     Hunt,
@@ -83,6 +90,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Move => "move",
             Scenario::Hunt => "hunt",
+            Scenario::Soak => "soak",
         }
     }
 }
@@ -132,6 +140,19 @@ pub struct SwarmArgs {
     /// [default: from the clock]; in the report, and replays a run.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How clients open their session: websocket (at once) or polling (long-polling, then the
+    /// upgrade to WebSocket, as the official client does by default).
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    pub transport: Transport,
+    /// Soak: a process (a node) whose RSS is sampled from /proc; repeat for several.
+    #[arg(long = "rss-pid", value_name = "PID")]
+    pub rss_pids: Vec<u32>,
+    /// Soak: time between two RSS samples (and between room-move bursts).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub sample_interval: Duration,
+    /// Soak: RSS samples taken before this are warm-up, left out of the slope.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub warmup: Duration,
     /// Worker processes [default: one per 15,000 clients, within the open-files limit].
     #[arg(long)]
     pub workers: Option<usize>,

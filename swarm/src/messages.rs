@@ -49,6 +49,20 @@ pub struct WorkerConfig {
     /// The secret their tokens are signed with.
     #[serde(default)]
     pub jwt_secret: String,
+    /// How its clients open their session.
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How a client opens its session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// A WebSocket from the start (`transport=websocket`).
+    #[default]
+    Websocket,
+    /// HTTP long-polling first, then the upgrade to WebSocket: the official client's default.
+    Polling,
 }
 
 /// A parent-to-worker line.

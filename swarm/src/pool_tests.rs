@@ -59,6 +59,7 @@ fn pool_for(addr: SocketAddr, rooms: Option<RoomPlan>) -> (Pool, mpsc::Unbounded
         targets: vec![target],
         source_ips: vec!["127.0.0.2".parse().expect("ip"), "127.0.0.3".parse().expect("ip")],
         connect_timeout_ms: 5_000,
+        transport: Default::default(),
         max_duration_ms: 60_000,
         rooms,
         users: 0,

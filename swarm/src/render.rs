@@ -48,11 +48,28 @@ pub fn text(report: &Report) -> String {
             if users.converged { "converged" } else { "NOT converged" },
         );
     }
+    if let Some(soak) = &report.soak {
+        out.push_str(&soak_text(soak));
+    }
     let (before, after) = (show(report.baseline_users), show(report.final_users));
     let _ = writeln!(out, "  presence        {before} before, {after} after");
     let _ = writeln!(out, "  errors          {}", errors(report));
     let verdict = if report.exit_code == 0 { "OK" } else { "FAILED" };
     let _ = writeln!(out, "  result          {verdict} (exit code {})", report.exit_code);
+    out
+}
+
+/// One line per watched process: its RSS after the warm-up and the slope.
+fn soak_text(soak: &crate::soak::SoakReport) -> String {
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "  soak            {} RSS samples, warm-up {:.0} s", soak.samples.len(), soak.warmup_s);
+    for (index, pid) in soak.pids.iter().enumerate() {
+        let slope = soak.slope_kib_per_min[index].map_or("n/a".to_owned(), |s| format!("{s:+.1} KiB/min"));
+        let ends = soak.after_warmup_kib[index]
+            .map_or("n/a".to_owned(), |(first, last)| format!("{first} -> {last} KiB"));
+        let _ = writeln!(out, "  rss pid {pid:<7} {ends} after warm-up, slope {slope}");
+    }
     out
 }
 

@@ -12,6 +12,7 @@ use super::messages::{PhaseDone, WorkerReport};
 use super::room_check::RoomSettle;
 use super::room_report::RoomsReport;
 use super::rooms::RoomPlan;
+use super::soak::SoakReport;
 
 /// Exit code when the run finished and every check passed.
 pub const EXIT_OK: u8 = 0;
@@ -73,6 +74,8 @@ pub struct RunState {
     pub rooms: Option<RoomSettle>,
     /// With `--users`: the last cluster-wide unique-user measurement.
     pub users: Option<UsersSettle>,
+    /// The soak's RSS samples and slopes.
+    pub soak: Option<SoakReport>,
 }
 
 /// With `--users`: whether `/api/presence` `unique_users` reached what was there before plus the
@@ -160,6 +163,8 @@ pub struct Report {
     pub rooms: Option<RoomsReport>,
     /// Cluster-wide unique users (`null` without `--users`).
     pub users: Option<UsersSettle>,
+    /// Soak: RSS samples and slopes (`null` for other scenarios).
+    pub soak: Option<SoakReport>,
     /// The process exit code this report leads to.
     pub exit_code: u8,
 }
@@ -206,6 +211,7 @@ impl Report {
             refresh_messages_per_client: PerClient::of(&merged),
             rooms,
             users: state.users.clone(),
+            soak: state.soak,
             exit_code: EXIT_OK,
         };
         report.exit_code = exit_code(&report, &ending);

@@ -50,6 +50,7 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
             targets: targets.clone(),
             source_ips: net::ips_for_worker(&source_ips, index, workers),
             connect_timeout_ms: args.connect_timeout.as_millis() as u64,
+            transport: args.transport,
             max_duration_ms: (args.max_duration + REPORT_TIMEOUT * 2).as_millis() as u64,
             rooms: plan.clone(),
             users: args.users,
@@ -81,8 +82,12 @@ fn validate(args: &SwarmArgs) -> anyhow::Result<()> {
     if !args.rate.is_finite() || args.rate < 0.0 {
         bail!("--rate must be a number of connects per second (0: unlimited)");
     }
-    if args.scenario == Scenario::Churn && !(args.churn_rate.is_finite() && args.churn_rate > 0.0) {
-        bail!("--churn-rate must be above 0 for the churn scenario");
+    let churns = matches!(args.scenario, Scenario::Churn | Scenario::Soak);
+    if churns && !(args.churn_rate.is_finite() && args.churn_rate > 0.0) {
+        bail!("--churn-rate must be above 0 for the churn and soak scenarios");
+    }
+    if args.scenario == Scenario::Soak && args.sample_interval < Duration::from_secs(1) {
+        bail!("--sample-interval must be at least 1s");
     }
     if args.users > 0 && args.jwt_secret.is_empty() {
         bail!("--users needs --jwt-secret (the nodes' jwt_secret) to sign the clients' tokens");
@@ -128,6 +133,7 @@ async fn drive(
         }
         Scenario::Churn => churn(args, fleet, checks, state, &shares).await?,
         Scenario::Move => moves(args, fleet, checks, state, &shares).await?,
+        Scenario::Soak => soak(args, fleet, checks, state, &shares).await?,
         Scenario::Hunt => bail!("the hunt scenario does not run on workers"),
     }
     fleet.progress().phase("disconnecting");
@@ -181,6 +187,47 @@ async fn moves(
     let since = state.connect.map(|done| done.last_change_us).unwrap_or(0);
     fleet.progress().phase("settling");
     settle(fleet, checks, state, since, args.settle_timeout).await
+}
+
+/// Soaks for `--duration` in slices of `--sample-interval`: each slice reconnects clients (and,
+/// with rooms, moves some in its last fifth), then samples the RSS of `--rss-pid`; finally
+/// measures convergence after the last change.
+async fn soak(
+    args: &SwarmArgs,
+    fleet: &mut Fleet,
+    checks: &Checks<'_>,
+    state: &mut RunState,
+    shares: &[u64],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut samples = vec![crate::soak::sample(&args.rss_pids, started)];
+    let (mut churned, mut moved) = (Vec::new(), Vec::new());
+    while started.elapsed() < args.duration {
+        fleet.progress().phase("soaking");
+        let slice = args.sample_interval.min(args.duration.saturating_sub(started.elapsed()));
+        let moving = if checks.rooms.is_some() { slice / 5 } else { Duration::ZERO };
+        let command = |rate: f64, length: Duration, moves: bool| {
+            let duration_ms = length.as_millis() as u64;
+            let each = |&share: &u64| {
+                let rate = share_of(args, rate, share);
+                if moves { Command::Move { rate, duration_ms } } else { Command::Churn { rate, duration_ms } }
+            };
+            shares.iter().map(each).collect::<Vec<_>>()
+        };
+        churned.push(phase(fleet, command(args.churn_rate, slice - moving, false)).await?);
+        if !moving.is_zero() {
+            moved.push(phase(fleet, command(args.move_rate, moving, true)).await?);
+        }
+        samples.push(crate::soak::sample(&args.rss_pids, started));
+    }
+    let churn = merge_phases(&churned);
+    state.churn = Some(churn);
+    let moves = merge_phases(&moved);
+    state.moves = (!moved.is_empty()).then_some(moves);
+    state.soak = Some(crate::soak::SoakReport::build(&args.rss_pids, args.warmup, samples, moves.ok));
+    let last_change = churn.last_change_us.max(moves.last_change_us);
+    fleet.progress().phase("settling");
+    settle(fleet, checks, state, last_change, args.settle_timeout).await
 }
 
 /// Sends one phase command to each worker and merges their `PhaseDone` answers.

@@ -346,3 +346,91 @@ async fn clients_sharing_identities_converge_on_unique_users_per_room_and_cluste
     }
     drop(tabs);
 }
+
+/// The soak benchmark's short CI variant: clients held while some reconnect and move, the RSS
+/// of the nodes' process sampled; the count must be exact at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_reconnects_and_moves_samples_rss_and_ends_exact() {
+    let (_redis, a, b) = two_nodes("swarm-soak").await;
+    let room_prefix = format!("{}-room-", unique_prefix("soak"));
+    // The nodes run inside this test process: its RSS is theirs.
+    let pid = std::process::id().to_string();
+    let (status, report) = run_swarm(&[
+        "--url",
+        &a.url(),
+        "--url",
+        &b.url(),
+        "--clients",
+        "200",
+        "--rate",
+        "400",
+        "--workers",
+        "2",
+        "--rooms",
+        "10",
+        "--room-prefix",
+        &room_prefix,
+        "--scenario",
+        "soak",
+        "--churn-rate",
+        "40",
+        "--move-rate",
+        "40",
+        "--duration",
+        "5s",
+        "--sample-interval",
+        "1s",
+        "--warmup",
+        "1s",
+        "--rss-pid",
+        &pid,
+        "--json",
+    ])
+    .await;
+    assert!(status.success(), "exit {status}: {report:#}");
+    assert_eq!(report["scenario"], "soak");
+    assert_eq!(report["true_users"], 200, "exact at the end: {report:#}");
+    assert_eq!((report["stale"].as_u64(), report["dropped"].as_u64()), (Some(0), Some(0)));
+    assert!(report["churn_reconnects"].as_u64().is_some_and(|n| n >= 80), "about 40/s for 4 s: {report:#}");
+    let soak = &report["soak"];
+    assert!(soak["moves_ok"].as_u64().is_some_and(|n| n >= 10), "moves in each slice: {soak:#}");
+    let samples = soak["samples"].as_array().expect("samples");
+    assert!(samples.len() >= 5, "one sample per second plus the first: {soak:#}");
+    assert!(samples.iter().all(|s| s["rss_kib"][0].as_u64().is_some_and(|kib| kib > 0)), "{soak:#}");
+    assert!(soak["slope_kib_per_min"][0].is_f64(), "a slope after the warm-up: {soak:#}");
+    assert_rooms_converged(&report, 200);
+}
+
+/// `--transport polling`: every client opens its session by long-polling and upgrades to
+/// WebSocket, as the official client does; the node counts each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_then_upgrade_clients_connect_and_converge() {
+    let (_redis, a, b) = two_nodes("swarm-polling").await;
+    let (status, report) = run_swarm(&[
+        "--url",
+        &a.url(),
+        "--url",
+        &b.url(),
+        "--clients",
+        "100",
+        "--rate",
+        "200",
+        "--scenario",
+        "hold",
+        "--duration",
+        "2s",
+        "--transport",
+        "polling",
+        "--json",
+    ])
+    .await;
+    assert!(status.success(), "exit {status}: {report:#}");
+    assert_eq!(
+        (report["connects_ok"].as_u64(), report["dropped"].as_u64()),
+        (Some(100), Some(0)),
+        "{report:#}"
+    );
+    assert_eq!(report["true_users"], 100);
+    assert_eq!(report["stale"], 0);
+    assert_eq!(a.presence().await["users"], 0, "all left at the end");
+}

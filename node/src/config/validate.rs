@@ -31,6 +31,8 @@ pub(super) fn validate(s: &Settings) -> Result<(), ConfigError> {
     }
     for (key, value) in [
         ("max_connections", s.max_connections),
+        ("ws_read_buffer_size", s.ws_read_buffer_size),
+        ("socket_queue_packets", s.socket_queue_packets),
         ("max_rooms_per_client", s.max_rooms_per_client),
         ("room_events_per_sec", s.room_events_per_sec as usize),
         ("room_groups", usize::from(s.room_groups)),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::Coordinator;
+use super::{Coordinator, PacingPolicy};
 use crate::count::{RoomName, Scope};
 use crate::presence::{RoomCount, RoomUpdate};
 
@@ -23,14 +23,19 @@ impl Coordinator {
     /// Broadcasts every count that changed and is due.
     pub(super) async fn emit_due(&mut self) {
         self.send_member_changes().await;
-        let policy = self.config.timing.pacing;
+        // Deferred: due at the bare emit interval, held back by the fan-out budget or by load.
+        let base = PacingPolicy { max_fanout_per_sec: u64::MAX, ..self.config.timing.pacing };
+        let policy = self.config.timing.pacing.stretched(self.governor.stretch());
+        let recipients = u64::from(self.local.connections(&Scope::Global));
+        self.metrics.fanout_interval.set(policy.interval_for(recipients).as_secs_f64());
         if let Some(value) = self.global_value() {
-            let recipients = u64::from(self.local.connections(&Scope::Global));
             if self.global_pacer.due(value, recipients, &policy, Instant::now()) {
                 self.clients.broadcast(value).await;
                 self.metrics.refresh_emits.inc();
                 self.metrics.refresh_messages.inc_by(recipients);
                 self.global_pacer.emitted(value, Instant::now());
+            } else if self.global_pacer.due(value, recipients, &base, Instant::now()) {
+                self.metrics.emits_deferred.inc();
             }
         }
         let changed: Vec<RoomName> = self.changed_rooms.iter().cloned().collect();
@@ -52,6 +57,8 @@ impl Coordinator {
                 self.metrics.room_emits.inc();
                 self.metrics.room_messages.inc_by(recipients);
                 self.changed_rooms.remove(&room);
+            } else if view.pacer.due(counts, recipients, &base, Instant::now()) {
+                self.metrics.emits_deferred.inc();
             }
         }
     }

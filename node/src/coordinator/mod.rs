@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::api::{Clients, Command, Greeted, Limits, ReplyTo, RoomReply, Timing};
 use self::flushing::{InFlight, Taken};
-use self::pacing::Pacer;
 pub use self::pacing::PacingPolicy;
+use self::pacing::{Governor, Pacer};
 use self::rooms::{Expiries, RoomView};
 use crate::backoff::Backoff;
 use crate::count::{LocalPresence, RoomName, Tally};
@@ -74,6 +74,8 @@ pub struct Coordinator {
     local: LocalPresence,
     global: Tally,
     global_pacer: Pacer<i64>,
+    /// Stretches the pacing while the event loop lags or commands pile up.
+    governor: Governor,
     rooms: HashMap<RoomName, RoomView>,
     /// Rooms whose shown count may differ from their last broadcast.
     changed_rooms: HashSet<RoomName>,
@@ -132,6 +134,7 @@ impl Coordinator {
             local: LocalPresence::new(),
             global: Tally::new(),
             global_pacer: Pacer::new(now),
+            governor: Governor::default(),
             rooms: HashMap::new(),
             changed_rooms: HashSet::new(),
             group_versions: HashMap::new(),
@@ -172,7 +175,10 @@ impl Coordinator {
                 Some(command) = self.commands.recv() => self.on_command(command),
                 Some(event) = events.recv() => self.on_event(event),
                 _ = flush.tick() => self.maybe_flush(),
-                _ = emit.tick() => self.emit_due().await,
+                scheduled = emit.tick() => {
+                    self.observe_load(scheduled);
+                    self.emit_due().await;
+                }
                 _ = sweep.tick() => self.sweep(),
                 _ = top_rooms.tick() => {
                     self.publish_top_rooms();
@@ -181,6 +187,15 @@ impl Coordinator {
             }
         }
         self.give_back().await;
+    }
+}
+
+impl Coordinator {
+    /// One load sample for the [`Governor`]: how late the emit tick that was due at `scheduled`
+    /// runs (the event loop's lag, as this task sees it) and how many commands wait.
+    fn observe_load(&mut self, scheduled: Instant) {
+        let now = Instant::now();
+        self.governor.observe(now, now.saturating_duration_since(scheduled), self.commands.len());
     }
 }
 

@@ -1,5 +1,6 @@
 //! When to broadcast: the latest count, at most once per emit interval, stretched so a node never
-//! sends more than its fan-out budget of messages per second. Pure, so it is tested without time.
+//! sends more than its fan-out budget of messages per second, and stretched further while the
+//! node is overloaded ([`Governor`]). Pure, so it is tested without time.
 
 use std::time::Duration;
 
@@ -20,6 +21,63 @@ impl PacingPolicy {
     pub fn interval_for(&self, recipients: u64) -> Duration {
         let budget = Duration::from_secs_f64(recipients as f64 / self.max_fanout_per_sec.max(1) as f64);
         self.emit_interval.max(budget)
+    }
+
+    /// This policy with every interval `stretch` times longer (`stretch` ≥ 1).
+    pub fn stretched(&self, stretch: f64) -> Self {
+        let stretch = stretch.max(1.0);
+        Self {
+            emit_interval: self.emit_interval.mul_f64(stretch),
+            max_fanout_per_sec: ((self.max_fanout_per_sec as f64 / stretch) as u64).max(1),
+        }
+    }
+}
+
+/// Event-loop lag at or above which the node counts as overloaded.
+pub const LAG_HIGH: Duration = Duration::from_millis(20);
+/// Event-loop lag at or below which (with a short queue) the node counts as calm.
+pub const LAG_LOW: Duration = Duration::from_millis(5);
+/// Commands (connects, disconnects, joins...) waiting for the coordinator that count as overload.
+pub const QUEUE_HIGH: usize = 256;
+/// The longest stretch: 32 × the emit interval (3.2 s with the default 100 ms).
+pub const MAX_STRETCH: f64 = 32.0;
+/// While calm, the stretch halves this often.
+pub const RELAX_HALF_LIFE: Duration = Duration::from_secs(1);
+
+/// Backs the fan-out off on its own while the node is overloaded, so that connects are not
+/// starved by broadcasts. Each sample of the event loop's lag (how late a periodic tick ran) and
+/// of the coordinator's queue doubles the stretch when either is high; while both are low the
+/// stretch halves every [`RELAX_HALF_LIFE`] back toward 1. Halving by time, not by sample, makes
+/// a node whose own broadcasts are what runs late settle where a broadcast's lag doubles the
+/// stretch as much as one interval of calm halves it. The last value still goes out, later.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Governor {
+    stretch: f64,
+    last_sample: Option<Instant>,
+}
+
+impl Default for Governor {
+    fn default() -> Self {
+        Self { stretch: 1.0, last_sample: None }
+    }
+}
+
+impl Governor {
+    /// Takes one sample at `now`: `lag` past the tick's time, `queued` commands waiting.
+    pub fn observe(&mut self, now: Instant, lag: Duration, queued: usize) {
+        let since = self.last_sample.map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
+        self.last_sample = Some(now);
+        if lag >= LAG_HIGH || queued >= QUEUE_HIGH {
+            self.stretch = (self.stretch * 2.0).min(MAX_STRETCH);
+        } else if lag <= LAG_LOW && queued < QUEUE_HIGH / 4 {
+            let halvings = since.as_secs_f64() / RELAX_HALF_LIFE.as_secs_f64();
+            self.stretch = (self.stretch * 0.5_f64.powf(halvings)).max(1.0);
+        }
+    }
+
+    /// How many times longer than the policy's intervals broadcasts wait now (≥ 1).
+    pub fn stretch(&self) -> f64 {
+        self.stretch
     }
 }
 
@@ -89,6 +147,36 @@ mod tests {
         assert!(!pacer.due(5, 1, &POLICY, much_later), "greeted with what everyone has");
         pacer.greeted(6);
         assert!(pacer.due(5, 1, &POLICY, much_later), "the newcomer saw 6; 5 must reach it");
+    }
+
+    #[test]
+    fn overload_doubles_the_stretch_up_to_a_bound_and_calm_halves_it_per_second() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut governor = Governor::default();
+        governor.observe(at(0), Duration::from_millis(1), 0);
+        assert_eq!(governor.stretch(), 1.0, "a calm node is not slowed");
+        governor.observe(at(25), LAG_HIGH, 0);
+        assert_eq!(governor.stretch(), 2.0);
+        governor.observe(at(50), Duration::ZERO, QUEUE_HIGH);
+        assert_eq!(governor.stretch(), 4.0, "a long queue is overload too");
+        for tick in 3..13 {
+            governor.observe(at(tick * 25), Duration::from_secs(1), 0);
+        }
+        assert_eq!(governor.stretch(), MAX_STRETCH);
+        governor.observe(at(2000), Duration::from_millis(10), 0);
+        assert_eq!(governor.stretch(), MAX_STRETCH, "between the thresholds: unchanged");
+        governor.observe(at(3000), Duration::ZERO, 0);
+        assert!((governor.stretch() - 16.0).abs() < 1e-9, "one calm second halves it");
+        for tick in 0..=80 {
+            governor.observe(at(3000 + tick * 25), Duration::ZERO, 0);
+        }
+        assert!((governor.stretch() - 4.0).abs() < 1e-9, "two more seconds, sampled every 25 ms");
+        governor.observe(at(20_000), Duration::ZERO, 0);
+        assert_eq!(governor.stretch(), 1.0, "never below 1");
+        let stretched = POLICY.stretched(4.0);
+        assert_eq!(stretched.interval_for(10), Duration::from_millis(400));
+        assert_eq!(stretched.interval_for(500), Duration::from_millis(2000));
     }
 
     #[test]

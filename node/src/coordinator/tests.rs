@@ -25,6 +25,7 @@ use crate::presence::{
 };
 use crate::readmodel::NodeState;
 
+mod pacing;
 mod proptests;
 
 const TIMING: Timing = Timing {
@@ -153,6 +154,8 @@ struct RecordingClients {
     live: Mutex<Option<HashSet<SocketId>>>,
     /// Sockets the coordinator closed.
     disconnected: Mutex<Vec<SocketId>>,
+    /// How long each `refresh users` broadcast takes (virtual time): a slow fan-out.
+    broadcast_delay: Mutex<Duration>,
 }
 
 impl RecordingClients {
@@ -165,6 +168,10 @@ impl RecordingClients {
 impl Clients for RecordingClients {
     async fn broadcast(&self, value: i64) {
         self.sent.lock().expect("lock").push((Instant::now(), value));
+        let delay = *self.broadcast_delay.lock().expect("lock");
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     fn greet(&self, socket: SocketId, value: i64) -> Greeted {
@@ -201,6 +208,7 @@ struct Node {
     commands: mpsc::UnboundedSender<Command>,
     state: watch::Receiver<NodeState>,
     clients: Arc<RecordingClients>,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -216,16 +224,12 @@ fn room(name: &str) -> RoomName {
 impl Node {
     fn start(name: &str, backend: &Arc<FaultyBackend>, timing: Timing) -> Self {
         let clients = Arc::new(RecordingClients::default());
-        let (coordinator, commands, state) = Coordinator::new(
-            name.into(),
-            backend.clone(),
-            clients.clone(),
-            Arc::new(Metrics::new()),
-            config(timing),
-        );
+        let metrics = Arc::new(Metrics::new());
+        let (coordinator, commands, state) =
+            Coordinator::new(name.into(), backend.clone(), clients.clone(), metrics.clone(), config(timing));
         let stop = CancellationToken::new();
         let task = tokio::spawn(coordinator.run(stop.clone()));
-        Self { commands, state, clients, stop, task }
+        Self { commands, state, clients, metrics, stop, task }
     }
 
     fn join(&self, socket: u64) {

@@ -3,11 +3,15 @@
 
 mod error;
 mod keys;
+mod lean_head;
 mod openapi;
 mod rooms;
+mod serve;
 mod webhooks;
 
 pub use self::keys::ApiKeys;
+pub use self::lean_head::{LeanHead, LeanHeadLayer};
+pub use self::serve::serve;
 pub use self::webhooks::DeadLetters;
 
 use std::sync::Arc;

@@ -14,10 +14,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+mod polling;
 mod session;
 
 use self::session::{Session, observe};
-use super::messages::Target;
+use super::messages::{Target, Transport};
 use super::mover::MoveOutcome;
 use super::protocol::{self, Packet, SocketPacket};
 use super::rooms::{NO_ROOM, RoomPlan};
@@ -136,6 +137,8 @@ pub struct ClientSpec {
     pub rooms: Option<Arc<RoomPlan>>,
     /// The Socket.IO CONNECT packet with this client's token (`None`: a plain `40`).
     pub connect_packet: Option<Arc<str>>,
+    /// WebSocket at once, or long-polling then upgrade.
+    pub transport: Transport,
 }
 
 /// Small buffers: a presence client reads tiny text frames and writes a few bytes.
@@ -188,13 +191,16 @@ pub async fn run(
 
 /// TCP, WebSocket and the Engine.IO / Socket.IO handshakes; the error is a failure kind.
 async fn connect(spec: &ClientSpec, cell: &ClientCell) -> Result<Ws, String> {
-    let tcp = open_tcp(spec.target.addr, spec.source).await?;
-    let _ = tcp.set_nodelay(true);
     let room = cell.room.load(Ordering::Acquire);
     let request = match &spec.rooms {
         Some(plan) if room != NO_ROOM => with_room(&spec.target.ws_url, &plan.name(room)),
         _ => spec.target.ws_url.clone(),
     };
+    if spec.transport == Transport::Polling {
+        return polling::connect(spec, cell, &request).await;
+    }
+    let tcp = open_tcp(spec.target.addr, spec.source).await?;
+    let _ = tcp.set_nodelay(true);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config()))
         .await
         .map_err(|error| ws_kind(&error))?;

@@ -210,6 +210,7 @@ impl Executor {
             target: Arc::clone(&self.targets[node]),
             source: self.next_source(),
             timeout: self.timeout,
+            transport: crate::messages::Transport::Websocket,
             rooms: Some(Arc::clone(&self.rooms)),
             connect_packet: None,
         }

@@ -122,6 +122,7 @@ impl Pool {
             timeout: Duration::from_millis(self.config.connect_timeout_ms),
             rooms: self.rooms.as_ref().map(Rooms::plan),
             connect_packet,
+            transport: self.config.transport,
         };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
