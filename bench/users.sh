@@ -108,7 +108,8 @@ run_case() {
   sleep 1
 }
 
-run_case auth "ROLLCALL_AUTH=required ROLLCALL_JWT_SECRET=$SECRET" --users "$USERS" --jwt-secret "$SECRET"
+export ROLLCALL_SWARM_JWT_SECRET="$SECRET"
+run_case auth "ROLLCALL_AUTH=required ROLLCALL_JWT_SECRET=$SECRET" --users "$USERS"
 run_case anon "ROLLCALL_AUTH=off"
 
 python3 - "$WORK" "$CASES" <<'PY'
