@@ -25,7 +25,8 @@ enum Command {
     /// Exit 0 if a node answers its health check (for container HEALTHCHECKs).
     Healthcheck(HealthcheckArgs),
     /// Load-test nodes with many Socket.IO clients and report connect latency and convergence.
-    Swarm(rollcall_swarm::SwarmArgs),
+    // Boxed: the swarm's many flags would make every `Command` as large as they are.
+    Swarm(Box<rollcall_swarm::SwarmArgs>),
 }
 
 /// Flags of `rollcall serve`; they override every other settings layer.
@@ -60,7 +61,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Healthcheck(args) => healthcheck(&args.url),
-        Command::Swarm(args) => swarm(args),
+        Command::Swarm(args) => swarm(*args),
     }
 }
 

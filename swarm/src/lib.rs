@@ -175,8 +175,15 @@ pub struct SwarmArgs {
     /// API) and cluster-wide (`/api/presence` `unique_users`).
     #[arg(long, default_value_t = 0)]
     pub users: u32,
-    /// The nodes' `jwt_secret`, to sign the tokens of --users.
-    #[arg(long, value_name = "SECRET", default_value = "")]
+    /// The nodes' `jwt_secret`, to sign the tokens of --users (the environment keeps it out of
+    /// the process list).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        default_value = "",
+        env = "ROLLCALL_SWARM_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: String,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]

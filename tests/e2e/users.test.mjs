@@ -195,7 +195,7 @@ test('one person with tabs on two nodes is one user until the last tab, also whe
   await tab1.close();
   await roomIs([tab2, tab3, anonymous], 2, 3);
   await holds(() => assert.deepStrictEqual(anonymous.roomLast('doc'), want(2, 3)), { what: 'alice stays while tabs live' });
-  // Node b dies with both remaining tabs of alice: she leaves; open a tab on a first to keep her.
+  // Node b is about to die with two of alice's tabs: a tab on node a keeps her a user.
   const tab4 = await connect(a.url, { auth: { token: alice, rooms: ['doc'] }, transports: ['websocket'] });
   await roomIs([tab4, anonymous], 2, 4);
   b.kill('SIGKILL');
