@@ -131,6 +131,11 @@ pub struct SwarmArgs {
     /// [default: from the clock]; in the report, and replays a run.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Sign every client in as its own user `swarm-<k>`: an HS256 token made with this secret
+    /// (a node's `jwt_secret`) goes in the handshake's `auth`, so nodes with `auth` on count
+    /// users and produce `member.joined` / `member.left` webhooks for the swarm's moves.
+    #[arg(long, value_name = "SECRET")]
+    pub jwt_secret: Option<String>,
     /// Worker processes [default: one per 15,000 clients, within the open-files limit].
     #[arg(long)]
     pub workers: Option<usize>,

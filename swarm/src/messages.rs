@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub max_duration_ms: u64,
     /// The rooms its clients join, if any.
     pub rooms: Option<RoomPlan>,
+    /// The HS256 secret its clients sign their tokens with, if they sign in.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
 }
 
 /// A parent-to-worker line.

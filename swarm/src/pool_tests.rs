@@ -19,14 +19,20 @@ use rollcall_node::startup::App;
 
 /// Starts a standalone node on a free loopback port; it stops when the token is cancelled.
 async fn start_node(stop: &CancellationToken) -> SocketAddr {
+    start_node_with(stop, &[]).await
+}
+
+/// [`start_node`] with more settings (`ROLLCALL_*` variables).
+async fn start_node_with(stop: &CancellationToken, extra: &[(&str, &str)]) -> SocketAddr {
     let env: HashMap<String, String> = [
         ("ROLLCALL_BIND", "127.0.0.1"),
         ("ROLLCALL_LOG_LEVEL", "warn"),
         ("ROLLCALL_PING_INTERVAL_MS", "100"),
         ("ROLLCALL_PING_TIMEOUT_MS", "200"),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     let settings =
         config::load(&Overrides { port: Some(0), ..Overrides::default() }, &env).expect("settings");
@@ -47,7 +53,21 @@ async fn node_local(addr: SocketAddr) -> i64 {
     presence["local"].as_i64().expect("local")
 }
 
+/// The node's `/api/presence` document.
+async fn presence(addr: SocketAddr) -> serde_json::Value {
+    reqwest::get(format!("http://{addr}/api/presence")).await.expect("presence").json().await.expect("json")
+}
+
 fn pool_for(addr: SocketAddr, rooms: Option<RoomPlan>) -> (Pool, mpsc::UnboundedReceiver<ClientEvent>) {
+    pool_signed(addr, rooms, None)
+}
+
+/// [`pool_for`] whose clients sign in with tokens made with `jwt_secret`.
+fn pool_signed(
+    addr: SocketAddr,
+    rooms: Option<RoomPlan>,
+    jwt_secret: Option<&str>,
+) -> (Pool, mpsc::UnboundedReceiver<ClientEvent>) {
     let target = Target {
         ws_url: format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
         addr,
@@ -61,6 +81,7 @@ fn pool_for(addr: SocketAddr, rooms: Option<RoomPlan>) -> (Pool, mpsc::Unbounded
         connect_timeout_ms: 5_000,
         max_duration_ms: 60_000,
         rooms,
+        jwt_secret: jwt_secret.map(str::to_owned),
     };
     let (events_tx, events) = mpsc::unbounded_channel();
     (Pool::new(config, events_tx), events)
@@ -125,6 +146,27 @@ async fn clients_connect_count_answer_pings_and_leave() {
     let report = pool.final_report();
     assert_eq!((report.dropped, report.failed), (0, 0));
     assert!(report.messages_max >= 2, "{report:?}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_jwt_secret_every_client_signs_in_as_its_own_user() {
+    const SECRET: &str = "swarm-pool-test-secret-of-32-bytes!!";
+    let stop = CancellationToken::new();
+    let addr =
+        start_node_with(&stop, &[("ROLLCALL_AUTH", "required"), ("ROLLCALL_JWT_SECRET", SECRET)]).await;
+    let (mut unsigned, mut unsigned_events) = pool_for(addr, None);
+    unsigned.spawn();
+    wait_for(&mut unsigned, &mut unsigned_events, Outcome::Failed, 1).await;
+    let (mut pool, mut events) = pool_signed(addr, None, Some(SECRET));
+    for _ in 0..3 {
+        pool.spawn();
+    }
+    wait_for(&mut pool, &mut events, Outcome::Connected, 3).await;
+    assert_eq!(wait_converged(&pool, 3).await, 3);
+    // Three distinct signed users, none anonymous.
+    let presence = presence(addr).await;
+    assert_eq!((presence["users"].as_i64(), presence["local"].as_i64()), (Some(3), Some(3)), "{presence}");
     stop.cancel();
 }
 

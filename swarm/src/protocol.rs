@@ -13,6 +13,10 @@ use super::room_wire::{self, RoomUsers};
 pub const PONG: &str = "3";
 /// The Socket.IO packet that connects to the main namespace `/`.
 pub const CONNECT_MAIN: &str = "40";
+/// The Socket.IO packet that connects to `/` signed in: `auth` is `{ "token": token }`.
+pub fn connect_with_token(token: &str) -> String {
+    format!("40{}", serde_json::json!({ "token": token }))
+}
 /// The Socket.IO packet that leaves the main namespace `/`.
 pub const DISCONNECT_MAIN: &str = "41";
 pub use rollcall_wire::{REFRESH_EVENT, ROOM_USERS_EVENT};

@@ -52,6 +52,7 @@ pub async fn run(args: &SwarmArgs) -> anyhow::Result<Report> {
             connect_timeout_ms: args.connect_timeout.as_millis() as u64,
             max_duration_ms: (args.max_duration + REPORT_TIMEOUT * 2).as_millis() as u64,
             rooms: plan.clone(),
+            jwt_secret: args.jwt_secret.clone(),
         })
         .collect();
     let mut fleet = Fleet::spawn(configs, Progress::new(args.clients)).await?;

@@ -128,6 +128,8 @@ pub struct ClientSpec {
     pub timeout: Duration,
     /// The run's rooms (the cell's `room` is an index into them), if it has any.
     pub rooms: Option<Arc<RoomPlan>>,
+    /// The token it signs in with (the handshake's `auth.token`), if any.
+    pub token: Option<String>,
 }
 
 /// Small buffers: a presence client reads tiny text frames and writes a few bytes.
@@ -194,7 +196,13 @@ async fn connect(spec: &ClientSpec, cell: &ClientCell) -> Result<Ws, String> {
         text if matches!(protocol::parse(&text), Ok(Packet::Open(_))) => {}
         _ => return Err("engineio_open".to_owned()),
     }
-    send(&mut ws, protocol::CONNECT_MAIN).await?;
+    match &spec.token {
+        Some(token) => ws
+            .send(Message::text(protocol::connect_with_token(token)))
+            .await
+            .map_err(|error| ws_kind(&error))?,
+        None => send(&mut ws, protocol::CONNECT_MAIN).await?,
+    }
     loop {
         let text = next_text(&mut ws).await?;
         match protocol::parse(&text) {

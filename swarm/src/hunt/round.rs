@@ -211,6 +211,7 @@ impl Executor {
             source: self.next_source(),
             timeout: self.timeout,
             rooms: Some(Arc::clone(&self.rooms)),
+            token: None,
         }
     }
 

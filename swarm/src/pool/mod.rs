@@ -111,6 +111,7 @@ impl Pool {
             source,
             timeout: Duration::from_millis(self.config.connect_timeout_ms),
             rooms: self.rooms.as_ref().map(Rooms::plan),
+            token: self.config.jwt_secret.as_deref().map(|secret| user_token(secret, global)),
         };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
@@ -241,6 +242,15 @@ impl Pool {
     fn count_messages(&mut self, cell: &ClientCell) {
         add_messages(&mut self.report, cell);
     }
+}
+
+/// The HS256 token of client `global`: user `swarm-<global>`, valid for a day.
+fn user_token(secret: &str, global: u64) -> String {
+    let exp = now_us() / 1_000_000 + 86_400;
+    let claims = serde_json::json!({ "sub": format!("swarm-{global}"), "exp": exp });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    // Signing a JSON object with an HMAC key cannot fail; an empty token would be refused.
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap_or_default()
 }
 
 /// Adds one client's message counts to `report`.
