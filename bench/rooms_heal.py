@@ -3,9 +3,9 @@
 
   rooms_heal.py snapshot URL PREFIX OUT.json
       every non-empty room under PREFIX (GET /api/rooms, paged) -> {room: connections}
-  rooms_heal.py wait URL... --rooms-total N --timeout S
-      until every node's /api/presence shows N users and the rooms under --prefix hold N
-      connections in all (the swarm's clients are in, counted and written); exit 1 on timeout
+  rooms_heal.py wait URL... --at-least N --stable S --timeout S
+      until every node's /api/presence shows the same total (at least N), the rooms under --prefix
+      hold that many connections, and neither changed for S seconds; exit 1 on timeout
   rooms_heal.py heal URL... --before ALL.json --minus GONE.json --kill-ms MS --timeout S --json OUT
       the truth after a node died is ALL - GONE per room (ALL: every room before the kill; GONE:
       the dead node's part); polls POST /api/rooms/counts (1,000 rooms a request) on every URL
@@ -52,16 +52,24 @@ def users(url):
 
 
 def cmd_wait(args):
+    """Until every node shows the same total, the rooms hold that many connections, and both
+    stayed so for --stable seconds (clients that failed to connect are not waited for)."""
     deadline = time.monotonic() + args.timeout
+    seen, since = None, time.monotonic()
     while time.monotonic() < deadline:
         try:
-            if all(users(u) == args.rooms_total for u in args.urls) and \
-                    sum(snapshot(args.urls[0], args.prefix).values()) == args.rooms_total:
-                return 0
+            totals = {users(u) for u in args.urls}
+            rooms = sum(snapshot(args.urls[0], args.prefix).values())
+            now = (totals.pop(), rooms) if len(totals) == 1 else None
         except OSError:
-            pass
+            now = None
+        if now is None or now[0] != now[1] or now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= args.stable and now[0] >= args.at_least:
+            print(f"{now[0]} users, all in rooms, stable for {args.stable:.0f} s", file=sys.stderr)
+            return 0
         time.sleep(0.5)
-    print(f"timed out waiting for {args.rooms_total} users in rooms", file=sys.stderr)
+    print(f"timed out waiting for a stable count in rooms (last {seen})", file=sys.stderr)
     return 1
 
 
@@ -118,7 +126,8 @@ def main():
     s = sub.add_parser("snapshot")
     s.add_argument("url"); s.add_argument("prefix"); s.add_argument("out")
     w = sub.add_parser("wait")
-    w.add_argument("urls", nargs="+"); w.add_argument("--rooms-total", type=int, required=True)
+    w.add_argument("urls", nargs="+"); w.add_argument("--at-least", type=int, default=1)
+    w.add_argument("--stable", type=float, default=5)
     w.add_argument("--prefix", default="room-"); w.add_argument("--timeout", type=float, default=300)
     h = sub.add_parser("heal")
     h.add_argument("urls", nargs="+"); h.add_argument("--before", required=True)

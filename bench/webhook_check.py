@@ -52,13 +52,15 @@ def main() -> None:
     first = {}
     for r in rows:
         first.setdefault(r["id"], r)
-    firsts = sorted(first.values(), key=lambda r: (r["recv_ms"], r["post"]))
+    firsts = sorted(first.values(), key=lambda r: r["recv_ms"])
     by_type = Counter(r["type"] for r in firsts)
 
     # Order per room (first arrivals, in arrival order; a POST's events keep their order).
     order_breaks = 0
     last_version = {}
-    for r in sorted(first.values(), key=lambda r: r["post"]):
+    # Arrival order: the time the body was read (a group's POSTs are sequential; within a POST,
+    # file order; `post` restarts with the receiver).
+    for r in sorted(first.values(), key=lambda r: r["recv_ms"]):
         room = r["room"]
         if room in last_version and r["version"] < last_version[room]:
             order_breaks += 1

@@ -101,6 +101,37 @@ backlog() {
   echo "$total"
 }
 
+# watch REDIS_PORT NAME: every 200 ms, the 16 groups' lease holders (a line per change:
+# "<ms> <group> <holder>" in NAME.leases) and every second "<ms> <stream entries> <used_memory>"
+# in NAME.samples
+watch_redis() {
+  local port=$1 name=$2 keys=() g tick=0 prev=() now holders line
+  for g in $(seq 0 15); do keys+=("{rollcall:g$g}:lease"); done
+  while :; do
+    now=$(now_ms)
+    mapfile -t holders < <(redis-cli -p "$port" mget "${keys[@]}" 2>/dev/null)
+    if [ "${#holders[@]}" = 16 ]; then
+      for g in $(seq 0 15); do
+        [ "${holders[$g]}" != "${prev[$g]:-}" ] && echo "$now $g ${holders[$g]:-none}" >>"$WORK/$name.leases"
+      done
+      prev=("${holders[@]}")
+    fi
+    if [ $((tick % 5)) = 0 ]; then
+      line=$(for g in $(seq 0 15); do redis-cli -p "$port" xlen "{rollcall:g$g}:events"; done 2>/dev/null |
+        awk '{s += $1} END {print s + 0}')
+      echo "$now $line $(redis-cli -p "$port" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')" \
+        >>"$WORK/$name.samples"
+    fi
+    tick=$((tick + 1))
+    sleep 0.2
+  done
+}
+
+# xadds REDIS_PORT: events the scripts appended (every event is one XADD inside a script)
+xadds() {
+  redis-cli -p "$1" info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_xadd:/ {print $3}'
+}
+
 run_case() {
   local name=$1
   case " $CASES " in *" $name "*) ;; *) return 0 ;; esac
@@ -126,6 +157,9 @@ run_case() {
   for url in "${url_list[@]}"; do
     for _ in $(seq 100); do curl -fsS "$url/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
   done
+  watch_redis "$redis_port" "$name" &
+  local watcher=$!
+  PIDS+=("$watcher")
   say "$name: $NODES nodes, $CLIENTS signed clients in $ROOMS rooms, $MOVES moves/s for ${MOVE_SECONDS}s (work dir $WORK)"
   local swarm code=0
   "$ROLLCALL" swarm "${urls[@]}" --clients "$CLIENTS" --rate "$RATE" --rooms "$ROOMS" \
@@ -179,16 +213,52 @@ run_case() {
     last=$(stat -c %Y "$WORK/$name.events" 2>/dev/null || echo 0)
     [ "$left" = 0 ] && [ $(( $(date +%s) - last )) -ge 10 ] && break
   done
-  local total
-  total=$(produced "${url_list[@]}")
-  [ -f "$WORK/$name.kill" ] && total=$((total + $(awk '{print $4}' "$WORK/$name.kill")))
+  kill "$watcher" 2>/dev/null || true
+  local total metric
+  total=$(xadds "$redis_port")
+  metric=$(produced "${url_list[@]}")
+  [ -f "$WORK/$name.kill" ] && metric=$((metric + $(awk '{print $4}' "$WORK/$name.kill")))
   local dead
   dead=$(for g in $(seq 0 15); do redis-cli -p "$redis_port" xlen "{rollcall:g$g}:dead" 2>/dev/null; done | awk '{s += $1} END {print s + 0}')
   local mem
   mem=$(redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
   {
     echo "$name: swarm exit $code, backlog at the end $left, dead-lettered $dead, Redis used_memory at the end $mem B"
-    echo "  swarm: $(python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); m = r["rooms"]["moves"]; print(f"{r[\"connects_ok\"]}/{r[\"connects_attempted\"]} connected, moves {m[\"ok\"]} ok {m[\"failed\"]} failed, ending {r[\"ending\"]}, errors {r[\"errors\"] or \"none\"}")' "$WORK/$name.json" 2>/dev/null || echo "no report")"
+    python3 - "$WORK/$name.json" "$WORK/$name.samples" "$WORK/$name.leases" "$metric" "$total" "$WORK/$name.kill" <<'PY'
+import json, os, sys
+report, samples, leases, metric, xadds, killfile = sys.argv[1:]
+try:
+    r = json.load(open(report))
+    m = (r.get("rooms") or {}).get("moves", {})
+    print(f"  swarm: {r['connects_ok']}/{r['connects_attempted']} connected at {r['connect_rate']:.0f}/s, "
+          f"moves {m.get('ok')} ok {m.get('failed')} failed, {r['duration_s']:.0f} s, ending {r['ending']}, "
+          f"errors {r['errors'] or 'none'}")
+except (OSError, ValueError, KeyError) as error:
+    print(f"  swarm: no report ({error})")
+rows = [tuple(float(x) for x in line.split()) for line in open(samples) if len(line.split()) == 3]
+if rows:
+    print(f"  streams: peak {max(n for _, n, _ in rows):.0f} undelivered events; Redis used_memory "
+          f"{rows[0][2] / 1e6:.1f} MB at the start, peak {max(m for _, _, m in rows) / 1e6:.1f} MB")
+changes = [line.split() for line in open(leases)]
+first = {}
+moved = 0
+for ms, group, holder in changes:
+    if group in first and holder != "none":
+        moved += 1
+    first.setdefault(group, holder)
+print(f"  leases: {len(first)} groups; holder changes after the first holder {moved}; "
+      f"produced {xadds} (XADD calls), rollcall_webhook_events_produced_total {metric}")
+if os.path.exists(killfile):
+    victim, groups, kill_ms, _ = open(killfile).read().split()
+    taken = {}
+    for ms, group, holder in changes:
+        if group in groups.split(",") and float(ms) > float(kill_ms) and holder not in (victim, "none"):
+            taken.setdefault(group, float(ms) - float(kill_ms))
+    waits = sorted(taken.values())
+    if waits:
+        print(f"  lease takeover after the SIGKILL: {len(waits)} of {len(groups.split(','))} groups taken over, "
+              f"after {waits[0] / 1000:.2f}-{waits[-1] / 1000:.2f} s (polled every 0.2 s)")
+PY
   } | tee "$WORK/$name.summary"
   args=(--produced "$total" --json "$WORK/$name.check.json")
   if [ -f "$WORK/$name.outage" ]; then
