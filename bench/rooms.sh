@@ -5,15 +5,21 @@
 #          ROOMS_RATE per second, settled (per-room convergence), disconnected
 #   move   the same clients and rooms, then ROOMS_MOVES moves per second (leave + join by
 #          event) for ROOMS_MOVE_SECONDS, settled per room again
-# For each: the swarm's JSON report, the nodes' CPU time (/proc/PID/stat) and Redis INFO
-# commandstats; a summary on stdout (connect rate, per-room convergence p50/p99/max, stale
-# rooms, `room users` per client, moves, node CPU, Redis calls per connect).
+# For each: the swarm's JSON report, the nodes' CPU time (/proc/PID/stat), Redis INFO
+# commandstats, and once a second the nodes' RSS and Redis used_memory; a summary on stdout
+# (connect rate, per-room convergence p50/p99/max, stale rooms, `room users` per client, moves,
+# node CPU, Redis calls per connect and per second, node RSS per connection and Redis memory
+# per room at the peak).
+#
+# A node may hold at most ROOMS_MAX_CONNECTIONS sockets (each is an open file; a process may
+# open 20,000 here), so ROOMS_CLIENTS / ROOMS_NODES must stay below it.
 #
 # Usage: bench/rooms.sh                 both cases (about 4 minutes on 2 cores)
 #        ROOMS_CASES=burst bench/rooms.sh
 # Env:   ROOMS_CLIENTS (20000), ROOMS_ROOMS (2000), ROOMS_ZIPF_S (1.0), ROOMS_NODES (4),
 #        ROOMS_RATE (2000), ROOMS_MOVES (500), ROOMS_MOVE_SECONDS (60), ROOMS_SEED (1),
-#        ROOMS_CASES ("burst move"), ROOMS_SETTLE (30s), ROLLCALL_BIN (target/release/rollcall),
+#        ROOMS_CASES ("burst move"), ROOMS_SETTLE (30s), ROOMS_MAX_CONNECTIONS (19000),
+#        ROLLCALL_BIN (target/release/rollcall),
 #        BENCH_SKIP_BUILD=1.
 # Every process this script starts is killed by PID when it exits (trap).
 set -euo pipefail
@@ -30,6 +36,7 @@ MOVE_SECONDS=${ROOMS_MOVE_SECONDS:-60}
 SEED=${ROOMS_SEED:-1}
 SETTLE=${ROOMS_SETTLE:-30s}
 CASES=${ROOMS_CASES:-burst move}
+MAX_CONNECTIONS=${ROOMS_MAX_CONNECTIONS:-19000}
 WORK=$(mktemp -d /tmp/rollcall-rooms.XXXXXX)
 PIDS=()
 
@@ -67,6 +74,20 @@ node_cpu() {
   echo "$total"
 }
 
+# sample REDIS_PORT OUT PIDS...: every second, "<redis used_memory> <nodes' summed RSS kB>" to OUT
+sample() {
+  local port=$1 out=$2 pid rss mem; shift 2
+  while :; do
+    rss=0
+    for pid in "$@"; do
+      rss=$((rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+    done
+    mem=$(redis-cli -p "$port" info memory 2>/dev/null | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+    echo "${mem:-0} $rss" >>"$out"
+    sleep 1
+  done
+}
+
 # run_case NAME SWARM_ARGS...: a fresh Redis and fresh nodes, one swarm run, results in $WORK/NAME.*
 run_case() {
   local name=$1; shift
@@ -80,7 +101,7 @@ run_case() {
   for i in $(seq "$NODES"); do
     port=$(free_port)
     ROLLCALL_PORT=$port ROLLCALL_BIND=127.0.0.1 ROLLCALL_REDIS_URL="redis://127.0.0.1:$redis_port" \
-      ROLLCALL_NODE_ID="rooms-$i" ROLLCALL_LOG_LEVEL=warn ROLLCALL_MAX_CONNECTIONS=19000 \
+      ROLLCALL_NODE_ID="rooms-$i" ROLLCALL_LOG_LEVEL=warn ROLLCALL_MAX_CONNECTIONS="$MAX_CONNECTIONS" \
       "$ROLLCALL" serve >"$WORK/$name-node-$i.log" 2>&1 &
     PIDS+=($!); node_pids+=($!); urls+=(--url "http://127.0.0.1:$port")
   done
@@ -89,14 +110,18 @@ run_case() {
   done
   sleep 1
   redis-cli -p "$redis_port" config resetstat >/dev/null
-  local cpu_before code=0
+  local cpu_before code=0 sampler
   cpu_before=$(node_cpu "${node_pids[@]}")
+  sample "$redis_port" "$WORK/$name.samples" "${node_pids[@]}" &
+  sampler=$!
+  PIDS+=("$sampler")
   say "$name: $NODES nodes, swarm $*"
   "$ROLLCALL" swarm "${urls[@]}" --clients "$CLIENTS" --rate "$RATE" --rooms "$ROOMS" \
     --room-distribution zipf --zipf-s "$ZIPF_S" --seed "$SEED" --settle-timeout "$SETTLE" \
     --max-duration 15m "$@" --json >"$WORK/$name.json" 2>"$WORK/$name.err" || code=$?
   echo $(( $(node_cpu "${node_pids[@]}") - cpu_before )) >"$WORK/$name.cpu"
   redis-cli -p "$redis_port" info commandstats >"$WORK/$name.redis"
+  kill "$sampler" 2>/dev/null || true
   echo "$code" >"$WORK/$name.code"
   for pid in "${node_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
@@ -142,6 +167,19 @@ for name in cases:
               f"latency p50 {moves['latency_ms']['p50']:.1f} ms, p99 {moves['latency_ms']['p99']:.1f} ms")
     print(f"  nodes: {cpu:.1f} CPU s in all; Redis: {sum(calls.values())} calls "
           f"({sum(calls.values()) / ok:.2f} per connect; evalsha {calls.get('evalsha', 0) / ok:.3f} per connect); top {top}")
+    try:
+        samples = [tuple(int(x) for x in line.split()) for line in open(f"{work}/{name}.samples") if len(line.split()) == 2]
+    except OSError:
+        samples = []
+    if samples:
+        mem0, rss0 = samples[0]
+        peak_mem, peak_rss = max(m for m, _ in samples), max(k for _, k in samples)
+        per_room = (peak_mem - mem0) / max(rooms["rooms_with_clients"], 1)
+        per_conn = (peak_rss - rss0) / max(r["peak_connected"], 1)
+        print(f"  memory at the peak: Redis +{(peak_mem - mem0) / 1e6:.1f} MB ({per_room:.0f} B per room with clients); "
+              f"nodes +{(peak_rss - rss0) / 1e3:.0f} MB RSS ({per_conn:.1f} kB per connection, rooms included)")
+    print(f"  Redis calls per second: {sum(calls.values()) / max(r['duration_s'], 1e-9):.0f} "
+          f"(evalsha {calls.get('evalsha', 0) / max(r['duration_s'], 1e-9):.0f}) over {r['duration_s']:.0f} s")
     print(f"  errors: {r['errors'] or 'none'}")
 print(f"raw results in {work}")
 PY

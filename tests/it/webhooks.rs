@@ -2,6 +2,7 @@
 //! event type, the vacated delay, events of a killed node's members, a killed delivering node, a
 //! receiver down for a while, signatures, dead letters, a slow receiver, standalone mode.
 
+mod lease;
 pub mod receiver;
 
 use std::collections::HashMap;

@@ -105,10 +105,13 @@ impl Deliverer {
                 // Gather what the same burst produces into one batch.
                 tokio::time::sleep(self.delivery.batch).await;
             }
-            if !self.lease(group).await {
-                continue;
-            }
-            while !stop.is_cancelled() {
+            // The lease is renewed before every batch, not only when the group was idle: a
+            // holder whose backlog never empties for longer than LEASE would otherwise lose it
+            // while still sending, and the next holder would send the same group at once
+            // (the batch in flight twice, and a room's events racing out of order).
+            let mut held = false;
+            while !stop.is_cancelled() && self.lease(group).await {
+                held = true;
                 match self.log.read(group, &self.node, MAX_BATCH).await {
                     Ok(batch) if batch.is_empty() => break,
                     Ok(batch) => {
@@ -121,6 +124,9 @@ impl Deliverer {
                         break;
                     }
                 }
+            }
+            if !held {
+                continue;
             }
             if let Ok(backlog) = self.log.backlog(group).await {
                 self.metrics.set_webhook_backlog(group, backlog);
