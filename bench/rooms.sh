@@ -6,7 +6,8 @@
 #   move   the same clients and rooms, then ROOMS_MOVES moves per second (leave + join by
 #          event) for ROOMS_MOVE_SECONDS, settled per room again
 # For each: the swarm's JSON report, the nodes' CPU time (/proc/PID/stat), Redis INFO
-# commandstats, and once a second the nodes' RSS and Redis used_memory; a summary on stdout
+# commandstats and SLOWLOG (calls of 50 ms or more), and once a second the nodes' RSS and Redis
+# used_memory; a summary on stdout
 # (connect rate, per-room convergence p50/p99/max, stale rooms, `room users` per client, moves,
 # node CPU, Redis calls per connect and per second, node RSS per connection and Redis memory
 # per room at the peak).
@@ -98,6 +99,9 @@ run_case() {
     >"$WORK/$name-redis.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  # Every call that blocked Redis for 50 ms or more (a script blocks every other client).
+  redis-cli -p "$redis_port" config set slowlog-log-slower-than 50000 >/dev/null
+  redis-cli -p "$redis_port" config set slowlog-max-len 10000 >/dev/null
   for i in $(seq "$NODES"); do
     port=$(free_port)
     ROLLCALL_PORT=$port ROLLCALL_BIND=127.0.0.1 ROLLCALL_REDIS_URL="redis://127.0.0.1:$redis_port" \
@@ -121,6 +125,7 @@ run_case() {
     --max-duration 15m "$@" --json >"$WORK/$name.json" 2>"$WORK/$name.err" || code=$?
   echo $(( $(node_cpu "${node_pids[@]}") - cpu_before )) >"$WORK/$name.cpu"
   redis-cli -p "$redis_port" info commandstats >"$WORK/$name.redis"
+  redis-cli -p "$redis_port" --json slowlog get 10000 >"$WORK/$name.slowlog" 2>/dev/null || true
   kill "$sampler" 2>/dev/null || true
   echo "$code" >"$WORK/$name.code"
   for pid in "${node_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -180,6 +185,14 @@ for name in cases:
               f"nodes +{(peak_rss - rss0) / 1e3:.0f} MB RSS ({per_conn:.1f} kB per connection, rooms included)")
     print(f"  Redis calls per second: {sum(calls.values()) / max(r['duration_s'], 1e-9):.0f} "
           f"(evalsha {calls.get('evalsha', 0) / max(r['duration_s'], 1e-9):.0f}) over {r['duration_s']:.0f} s")
+    try:
+        slow = json.load(open(f"{work}/{name}.slowlog"))
+    except (OSError, ValueError):
+        slow = []
+    if slow:
+        worst = max(slow, key=lambda e: e[2])
+        print(f"  Redis blocked >= 50 ms {len(slow)} times, {sum(e[2] for e in slow) / 1e6:.1f} s in all; "
+              f"longest {worst[2] / 1e3:.0f} ms ({' '.join(str(a) for a in worst[3][:2])}, {len(str(worst[3]))} chars of arguments)")
     print(f"  errors: {r['errors'] or 'none'}")
 print(f"raw results in {work}")
 PY
