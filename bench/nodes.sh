@@ -12,7 +12,8 @@
 #        run: perf.data + perf.txt), ROLLCALL_BIN (default target/release/rollcall), SWARM_BIN
 #        (default ROLLCALL_BIN), BENCH_SKIP_BUILD=1. ROLLCALL_* variables reach every node.
 # Output: the swarm's text report on stderr; its JSON in CLUSTER_OUT/swarm.json; one line per
-#        node `NODE i pid=... rss_before_kib=... rss_peak_kib=... cpu_s=... refresh_messages=...`
+#        node `NODE i pid=... rss_before_kib=... rss_peak_kib=... cpu_s=... emits_deferred=...
+#        refresh_messages=...`
 #        and a `CLUSTER` summary line (CPU µs per connect) on stdout.
 # Take the benchmark lock around it: flock /work/notes/bench.lock bench/nodes.sh ...
 # Every process this script starts is killed by PID when it exits (trap).
@@ -105,7 +106,8 @@ for i in "${!NODE_PIDS[@]}"; do
   pid=${NODE_PIDS[$i]}
   cpu=$(python3 -c "print(($(cpu_ticks "$pid") - ${CPU_BEFORE[$i]}) / $TICKS)")
   msgs=$(metric "${URLS[$i]}" rollcall_refresh_messages_total); msgs=${msgs:-0}
-  echo "NODE $((i + 1)) pid=$pid rss_before_kib=${BEFORE[$i]} rss_peak_kib=$(status_kib "$pid" VmHWM) cpu_s=$cpu refresh_messages=$msgs"
+  deferred=$(metric "${URLS[$i]}" rollcall_emits_deferred_total)
+  echo "NODE $((i + 1)) pid=$pid rss_before_kib=${BEFORE[$i]} rss_peak_kib=$(status_kib "$pid" VmHWM) cpu_s=$cpu emits_deferred=${deferred:-n/a} refresh_messages=$msgs"
 done | tee "$OUT/nodes.txt"
 TOTAL_CPU=$(awk -F'cpu_s=' '{ split($2, a, " "); s += a[1] } END { print s + 0 }' "$OUT/nodes.txt")
 TOTAL_MSGS=$(awk -F'refresh_messages=' '{ s += $2 } END { print s + 0 }' "$OUT/nodes.txt")

@@ -33,14 +33,16 @@ impl PacingPolicy {
     }
 }
 
-/// Event-loop lag at or above which the node counts as overloaded.
-pub const LAG_HIGH: Duration = Duration::from_millis(20);
+/// Event-loop lag at or above which the node counts as overloaded (well above the jitter of a
+/// busy but healthy machine, so a node that keeps up is never slowed).
+pub const LAG_HIGH: Duration = Duration::from_millis(50);
 /// Event-loop lag at or below which (with a short queue) the node counts as calm.
 pub const LAG_LOW: Duration = Duration::from_millis(5);
 /// Commands (connects, disconnects, joins...) waiting for the coordinator that count as overload.
 pub const QUEUE_HIGH: usize = 256;
-/// The longest stretch: 32 × the emit interval (3.2 s with the default 100 ms).
-pub const MAX_STRETCH: f64 = 32.0;
+/// The longest stretch: 8 × the emit interval (800 ms with the default 100 ms), so a change that
+/// lasts a second or more still reaches clients while it holds, not only its end.
+pub const MAX_STRETCH: f64 = 8.0;
 /// While calm, the stretch halves this often.
 pub const RELAX_HALF_LIFE: Duration = Duration::from_secs(1);
 
@@ -167,11 +169,14 @@ mod tests {
         governor.observe(at(2000), Duration::from_millis(10), 0);
         assert_eq!(governor.stretch(), MAX_STRETCH, "between the thresholds: unchanged");
         governor.observe(at(3000), Duration::ZERO, 0);
-        assert!((governor.stretch() - 16.0).abs() < 1e-9, "one calm second halves it");
-        for tick in 0..=80 {
+        assert!((governor.stretch() - MAX_STRETCH / 2.0).abs() < 1e-9, "one calm second halves it");
+        for tick in 0..=40 {
             governor.observe(at(3000 + tick * 25), Duration::ZERO, 0);
         }
-        assert!((governor.stretch() - 4.0).abs() < 1e-9, "two more seconds, sampled every 25 ms");
+        assert!(
+            (governor.stretch() - MAX_STRETCH / 4.0).abs() < 1e-9,
+            "one more second, sampled every 25 ms"
+        );
         governor.observe(at(20_000), Duration::ZERO, 0);
         assert_eq!(governor.stretch(), 1.0, "never below 1");
         let stretched = POLICY.stretched(4.0);
