@@ -33,9 +33,9 @@ impl PacingPolicy {
     }
 }
 
-/// Event-loop lag at or above which the node counts as overloaded (well above the jitter of a
-/// busy but healthy machine, so a node that keeps up is never slowed).
-pub const LAG_HIGH: Duration = Duration::from_millis(50);
+/// Event-loop lag at or above which the node counts as overloaded. (50 ms let a 100,000-client
+/// connect storm starve handshakes again: BENCHMARKS.md.)
+pub const LAG_HIGH: Duration = Duration::from_millis(20);
 /// Event-loop lag at or below which (with a short queue) the node counts as calm.
 pub const LAG_LOW: Duration = Duration::from_millis(5);
 /// Commands (connects, disconnects, joins...) waiting for the coordinator that count as overload.
