@@ -31,18 +31,8 @@ LABEL=${MEM_LABEL:-default}
 WORK=$(mktemp -d /tmp/rollcall-memory.XXXXXX)
 PIDS=()
 
-say() { printf '== %s\n' "$*" >&2; }
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  sleep 1
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 local_sockets() {
   curl -fsS "$1/api/presence" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["local"])' \

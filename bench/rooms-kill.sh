@@ -29,18 +29,9 @@ WORK=$(mktemp -d /tmp/rollcall-rooms-kill.XXXXXX)
 HEAL=(python3 "$ROOT/bench/rooms_heal.py")
 PIDS=()
 
-say() { printf '\n== %s\n' "$*" >&2; }
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-  sleep 2
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+BENCH_STOP_SIGNAL=INT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   say "cargo build --release"

@@ -41,18 +41,8 @@ MAX_CONNECTIONS=${ROOMS_MAX_CONNECTIONS:-19000}
 WORK=$(mktemp -d /tmp/rollcall-rooms.XXXXXX)
 PIDS=()
 
-say() { printf '\n== %s\n' "$*" >&2; }
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  sleep 1
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 if ! command -v redis-server >/dev/null; then
   say "installing redis-server"

@@ -35,19 +35,9 @@ SECRET="bench-users-secret-$RANDOM$RANDOM-long-enough-for-hs256"
 WORK=$(mktemp -d /tmp/rollcall-users.XXXXXX)
 PIDS=()
 
-say() { printf '\n== %s\n' "$*" >&2; }
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  sleep 1
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 wants() { case " $CASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   say "cargo build --release"
