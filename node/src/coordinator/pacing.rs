@@ -23,11 +23,14 @@ impl PacingPolicy {
         self.emit_interval.max(budget)
     }
 
-    /// This policy with every interval `stretch` times longer (`stretch` ≥ 1).
+    /// This policy under load: the fan-out budget `stretch` times smaller (`stretch` ≥ 1), the
+    /// emit interval `stretch` times longer but at most [`MAX_INTERVAL_STRETCH`] times. A
+    /// broadcast to many clients is what starves connects, so it is what waits longest; a few
+    /// clients still hear every change that lasts a second.
     pub fn stretched(&self, stretch: f64) -> Self {
         let stretch = stretch.max(1.0);
         Self {
-            emit_interval: self.emit_interval.mul_f64(stretch),
+            emit_interval: self.emit_interval.mul_f64(stretch.min(MAX_INTERVAL_STRETCH)),
             max_fanout_per_sec: ((self.max_fanout_per_sec as f64 / stretch) as u64).max(1),
         }
     }
@@ -40,9 +43,13 @@ pub const LAG_HIGH: Duration = Duration::from_millis(20);
 pub const LAG_LOW: Duration = Duration::from_millis(5);
 /// Commands (connects, disconnects, joins...) waiting for the coordinator that count as overload.
 pub const QUEUE_HIGH: usize = 256;
-/// The longest stretch: 8 × the emit interval (800 ms with the default 100 ms), so a change that
-/// lasts a second or more still reaches clients while it holds, not only its end.
-pub const MAX_STRETCH: f64 = 8.0;
+/// The longest stretch of the emit interval: 8 × (800 ms with the default 100 ms), so a change
+/// that lasts a second or more still reaches clients while it holds, not only its end.
+pub const MAX_INTERVAL_STRETCH: f64 = 8.0;
+/// The deepest cut of the fan-out budget: 1/32 (6,250 messages/s with the default 200,000). At
+/// 1/8 six nodes sharing two cores still spent enough on broadcasts to a 100,000-client connect
+/// storm to time handshakes out (BENCHMARKS.md); a node with few clients stays at the interval cap.
+pub const MAX_STRETCH: f64 = 32.0;
 /// While calm, the stretch halves this often.
 pub const RELAX_HALF_LIFE: Duration = Duration::from_secs(1);
 
@@ -182,6 +189,15 @@ mod tests {
         let stretched = POLICY.stretched(4.0);
         assert_eq!(stretched.interval_for(10), Duration::from_millis(400));
         assert_eq!(stretched.interval_for(500), Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn under_full_load_few_recipients_wait_at_most_the_interval_cap_and_many_wait_for_the_budget() {
+        let stretched = POLICY.stretched(MAX_STRETCH);
+        assert_eq!(stretched.interval_for(10), Duration::from_millis(800), "few: 8 × 100 ms");
+        assert_eq!(stretched.interval_for(20), Duration::from_millis(800));
+        let many = stretched.interval_for(1000);
+        assert!(many >= Duration::from_secs(32), "many: 1000 at 1000/32 per second, {many:?}");
     }
 
     #[test]
