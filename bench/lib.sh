@@ -19,3 +19,32 @@ trap 'exit 130' INT TERM
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# heaptrack (apt-get install heaptrack) around one node, for BENCH_HEAPTRACK=1 in the scripts that
+# offer it. `heap_node_pid BIN` finds the node heaptrack started; `heap_live NODE-PID PREFIX`
+# kills it (SIGKILL: a graceful exit would free what is measured), waits for heaptrack to write
+# PREFIX.zst, writes PREFIX.txt (the allocations still live, by call site, largest first) and
+# prints the live heap in bytes. A release build with line tables names the call sites:
+#   CARGO_TARGET_DIR=target/prof CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release
+heap_node_pid() {
+  local pid
+  for _ in $(seq 100); do
+    pid=$(pgrep -f -n "^$1 serve" || true)
+    [ -n "$pid" ] && { echo "$pid"; return; }
+    sleep 0.1
+  done
+  echo "heaptrack did not start $1" >&2
+  return 1
+}
+
+heap_live() {
+  kill -9 "$1" 2>/dev/null || true
+  for _ in $(seq 600); do pgrep -f "heaptrack.*-o $2" >/dev/null || break; sleep 0.1; done
+  heaptrack_print --print-leaks 1 --print-peaks 0 --print-allocators 0 --print-temporary 0 \
+    "$2.zst" >"$2.txt" 2>&1 || true
+  awk '/^total memory leaked:/ { print $4 }' "$2.txt" | python3 -c '
+import sys
+text = sys.stdin.read().strip() or "0"
+scale = {"K": 1e3, "M": 1e6, "G": 1e9}
+print(int(float(text.rstrip("KMGB")) * scale.get(text.rstrip("B")[-1:], 1)))'
+}

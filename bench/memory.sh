@@ -9,6 +9,9 @@
 #        MEM_TRANSPORT=polling bench/memory.sh             the official client's default path
 #        MEM_LABEL=arena2 MALLOC_ARENA_MAX=2 bench/memory.sh
 #        ROLLCALL_MEMORY_LEAN_REQUEST_HEAD=false bench/memory.sh   (any ROLLCALL_* setting passes)
+#        BENCH_HEAPTRACK=1 ROLLCALL_BIN=target/prof/release/rollcall bench/memory.sh
+#            the node under heaptrack: its live heap per connection at steady state and the call
+#            sites holding it (RSS then includes heaptrack's own; see bench/lib.sh for the build)
 # Env:   MEM_CLIENTS (10000), MEM_HOLD (60), MEM_TRANSPORT (websocket | polling), MEM_RATE
 #        (2000 connects/s), MEM_LABEL (a name for the result line), MEM_WORKER_THREADS (0: one per
 #        core), ROLLCALL_BIN (default target/release/rollcall), SWARM_BIN (the `rollcall` that runs
@@ -46,11 +49,17 @@ fi
 
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
+HEAPTRACK=()
+[ "${BENCH_HEAPTRACK:-0}" = 1 ] && HEAPTRACK=(heaptrack -o "$WORK/heap")
 ROLLCALL_PORT=$PORT ROLLCALL_MAX_CONNECTIONS=$((CLIENTS + 1000)) ROLLCALL_PING_INTERVAL_MS=1000 \
   ROLLCALL_WORKER_THREADS=${MEM_WORKER_THREADS:-0} ROLLCALL_LOG_LEVEL=warn \
-  "$ROLLCALL" serve >"$WORK/node.log" 2>&1 &
+  "${HEAPTRACK[@]}" "$ROLLCALL" serve >"$WORK/node.log" 2>&1 &
 NODE=$!
 PIDS+=("$NODE")
+if [ ${#HEAPTRACK[@]} -gt 0 ]; then
+  NODE=$(heap_node_pid "$ROLLCALL")
+  PIDS+=("$NODE")
+fi
 for _ in $(seq 100); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 BEFORE=$(rss_kib "$NODE")
 say "node $NODE on $URL: RSS before $BEFORE KiB"
@@ -78,6 +87,11 @@ say "$HELD of $CLIENTS held (RSS $(rss_kib "$NODE") KiB); holding ${HOLD}s with 
 sleep "$HOLD"
 HELD=$(local_sockets "$URL")
 STEADY=$(rss_kib "$NODE")
+HEAP=
+if [ ${#HEAPTRACK[@]} -gt 0 ]; then
+  LIVE=$(heap_live "$NODE" "$WORK/heap")
+  HEAP=" live_heap_bytes=$LIVE heap_per_conn_kb=$(python3 -c "print(f'{$LIVE / $HELD / 1000:.1f}')") call_sites=$WORK/heap.txt"
+fi
 kill "$SWARM_PID" 2>/dev/null || true
 PER=$(python3 -c "print(f'{($STEADY - $BEFORE) * 1024 / $HELD / 1000:.1f}')")
-echo "MEMORY label=$LABEL clients=$CLIENTS held=$HELD transport=$TRANSPORT before_kib=$BEFORE steady_kib=$STEADY per_conn_kb=$PER"
+echo "MEMORY label=$LABEL clients=$CLIENTS held=$HELD transport=$TRANSPORT before_kib=$BEFORE steady_kib=$STEADY per_conn_kb=$PER$HEAP"
