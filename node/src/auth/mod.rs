@@ -118,13 +118,14 @@ impl Refusal {
 #[derive(Clone)]
 pub struct Verifier {
     mode: AuthMode,
-    keys: Arc<Vec<(Algorithm, DecodingKey)>>,
-    validation: Validation,
+    /// Each key with the validation for its algorithm, built once: a verifier is cloned into
+    /// every node task that checks tokens, and each check used to clone the validation too.
+    keys: Arc<Vec<(Algorithm, DecodingKey, Validation)>>,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let algorithms: Vec<Algorithm> = self.keys.iter().map(|(a, _)| *a).collect();
+        let algorithms: Vec<Algorithm> = self.keys.iter().map(|(a, _, _)| *a).collect();
         f.debug_struct("Verifier").field("mode", &self.mode).field("algorithms", &algorithms).finish()
     }
 }
@@ -171,7 +172,6 @@ impl Verifier {
             }
         }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = keys.iter().map(|(a, _)| *a).collect();
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = settings.leeway_ms.div_ceil(1000);
         validation.validate_nbf = true;
@@ -183,7 +183,15 @@ impl Verifier {
         if !settings.issuer.is_empty() {
             validation.set_issuer(&[settings.issuer]);
         }
-        Ok(Self { mode: settings.mode, keys: Arc::new(keys), validation })
+        let keys = keys
+            .into_iter()
+            .map(|(algorithm, key)| {
+                let mut for_key = validation.clone();
+                for_key.algorithms = vec![algorithm];
+                (algorithm, key, for_key)
+            })
+            .collect();
+        Ok(Self { mode: settings.mode, keys: Arc::new(keys) })
     }
 
     /// `auth`.
@@ -197,10 +205,9 @@ impl Verifier {
             return Err(Refusal::TooLarge);
         }
         let algorithm = header_algorithm(token)?;
-        let (_, key) = self.keys.iter().find(|(a, _)| a.eq(&algorithm)).ok_or(Refusal::Algorithm)?;
-        let mut validation = self.validation.clone();
-        validation.algorithms = vec![algorithm];
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| refusal(e.kind()))?;
+        let (_, key, validation) =
+            self.keys.iter().find(|(a, _, _)| a.eq(&algorithm)).ok_or(Refusal::Algorithm)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| refusal(e.kind()))?;
         data.claims.into_verified()
     }
 }

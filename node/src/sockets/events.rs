@@ -13,37 +13,40 @@ use super::clients::room_count;
 use crate::coordinator::{Command, RoomReply, SocketId};
 use crate::count::RoomName;
 
+/// What one socket's event handlers share. The three handlers hold one pointer to it between
+/// them: an idle socket pays for them on every connection (BENCHMARKS.md, heap per connection).
+struct SocketEvents {
+    glue: Arc<Glue>,
+    auth: Arc<SocketAuth>,
+    budget: EventBudget,
+    id: SocketId,
+}
+
 /// Registers the event handlers of one socket.
 pub fn register(
-    glue: &Glue,
+    glue: &Arc<Glue>,
     socket: &SocketRef,
     id: SocketId,
     auth: Arc<SocketAuth>,
-    budget: Arc<EventBudget>,
+    budget: EventBudget,
 ) {
+    let events = Arc::new(SocketEvents { glue: glue.clone(), auth, budget, id });
     for event in [JOIN_EVENT, LEAVE_EVENT] {
-        let (glue, auth, budget) = (glue.clone(), auth.clone(), budget.clone());
+        let events = events.clone();
         socket.on(event, move |TryData(data): TryData<serde_json::Value>, ack: AckSender| {
-            on_room_event(&glue, &auth, &budget, id, event == JOIN_EVENT, data.ok(), ack);
+            on_room_event(&events, event == JOIN_EVENT, data.ok(), ack);
             std::future::ready(())
         });
     }
-    let glue = glue.clone();
     socket.on(TOKEN_EVENT, move |TryData(data): TryData<serde_json::Value>, ack: AckSender| {
-        on_token(&glue, &auth, &budget, id, data.ok(), ack);
+        on_token(&events, data.ok(), ack);
         std::future::ready(())
     });
 }
 
-fn on_room_event(
-    glue: &Glue,
-    auth: &SocketAuth,
-    budget: &EventBudget,
-    id: SocketId,
-    join: bool,
-    data: Option<serde_json::Value>,
-    ack: AckSender,
-) {
+fn on_room_event(events: &SocketEvents, join: bool, data: Option<serde_json::Value>, ack: AckSender) {
+    let SocketEvents { glue, auth, budget, id } = events;
+    let id = *id;
     let refuse = |ack: AckSender, reason: &'static str, why: String| {
         glue.metrics.refuse_join(reason);
         let _ = ack.send(&RoomAck::refused(why));
@@ -125,14 +128,9 @@ fn member(m: crate::presence::MemberCount) -> Member {
 }
 
 /// A fresh token: same `sub`, valid; the socket then expires at its `exp`.
-fn on_token(
-    glue: &Glue,
-    auth: &SocketAuth,
-    budget: &EventBudget,
-    id: SocketId,
-    data: Option<serde_json::Value>,
-    ack: AckSender,
-) {
+fn on_token(events: &SocketEvents, data: Option<serde_json::Value>, ack: AckSender) {
+    let SocketEvents { glue, auth, budget, id } = events;
+    let id = *id;
     let refuse = |ack: AckSender, reason: &'static str, why: &str| {
         glue.metrics.refuse_auth(reason);
         let _ = ack.send(&TokenAck::Err { ok: false, error: why.to_owned() });

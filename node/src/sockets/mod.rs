@@ -56,6 +56,7 @@ pub struct Glue {
 
 /// Registers namespace `/` on `io`: the handshake check, then the connect handler.
 pub fn register(io: &SocketIo, glue: Glue) {
+    let glue = Arc::new(glue);
     let check = glue.clone();
     let middleware = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let check = check.clone();
@@ -73,7 +74,7 @@ pub fn register(io: &SocketIo, glue: Glue) {
     io.ns("/", handler.with(middleware));
 }
 
-fn on_connect(glue: &Glue, socket: &SocketRef) {
+fn on_connect(glue: &Arc<Glue>, socket: &SocketRef) {
     let id = socket_id(socket.id);
     let handshake = socket.extensions.remove::<Handshake>().unwrap_or_default();
     let (identity, expires, grant) = match handshake.verified {
@@ -93,7 +94,7 @@ fn on_connect(glue: &Glue, socket: &SocketRef) {
         let _ = leave.send(Command::Disconnect { id });
         std::future::ready(())
     });
-    events::register(glue, socket, id, auth, Arc::new(EventBudget::new(glue.room_events_per_sec)));
+    events::register(glue, socket, id, auth, EventBudget::new(glue.room_events_per_sec));
     // Closed between the connect and the lines above: that handler will never run. (The
     // coordinator ignores a second disconnect of the same socket.)
     if !socket.connected() {
