@@ -44,8 +44,7 @@ redis_up() {
   (cd "$WORK/redis-$port" && exec redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
     --maxclients 10000 "$@" >"$WORK/redis-$port.log" 2>&1) &
   PIDS+=($!); REDIS_PIDS+=("$port:$!")
-  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "redis-server on $port did not start" >&2; exit 1
+  wait_until "redis-server on $port" 50 redis-cli -p "$port" ping
 }
 
 # cluster_up: six cluster nodes, one replica per primary; sets CLUSTER_PORTS.
@@ -102,9 +101,7 @@ nodes_up() {
       ROLLCALL_MAX_CONNECTIONS=19000 "$@" "$ROLLCALL" serve >"$WORK/node-$i.log" 2>&1 &
     PIDS+=($!); NODE_PIDS+=($!); URLS+=("http://127.0.0.1:$port")
   done
-  for url in "${URLS[@]}"; do
-    for _ in $(seq 100); do curl -fsS "$url/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-  done
+  wait_ready "${URLS[@]}"
   sleep 1
 }
 

@@ -41,9 +41,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$REDIS_PORT" "$WORK/redis.log"
 
 URLS=()
 for i in $(seq "$NODES"); do
@@ -54,7 +52,7 @@ for i in $(seq "$NODES"); do
     "$ROLLCALL" serve >"$WORK/node-$i.log" 2>&1 &
   PIDS+=($!)
   URLS+=(--url "http://127.0.0.1:$port")
-  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+  wait_ready "http://127.0.0.1:$port"
 done
 
 ARGS=(swarm --scenario hunt "${URLS[@]}" --duration "${MINUTES}m" --max-duration "$((MINUTES + 10))m"

@@ -26,16 +26,14 @@ command -v heaptrack >/dev/null || { echo "heaptrack is not installed (apt-get i
 [ $# -gt 0 ] || set -- --clients 5000 --rate 1000 --churn-rate 200 --rooms 50 --move-rate 20 --duration 4m --warmup 1m
 
 REDIS_PORT=$(free_port) PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$REDIS_PORT" "$OUT/redis.log"
 ROLLCALL_PORT=$PORT ROLLCALL_REDIS_URL=redis://127.0.0.1:$REDIS_PORT ROLLCALL_NODE_ID=heap \
   ROLLCALL_LOG_LEVEL=warn heaptrack -o "$OUT/node" "$ROLLCALL" serve >"$OUT/node.log" 2>&1 &
 PIDS+=($!)
 NODE=$(heap_node_pid "$ROLLCALL")
 PIDS+=("$NODE")
 URL=http://127.0.0.1:$PORT
-for _ in $(seq 300); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_ready "$URL"
 
 say "swarm --url $URL --scenario soak --rss-pid $NODE $*"
 set +e

@@ -16,6 +16,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Runs COMMAND... every 0.2 s until it succeeds, at most TRIES times; ends the script (and with it,
+# through the trap, everything it started) if it never does.
+wait_until() {
+  local what=$1 tries=$2
+  shift 2
+  for _ in $(seq "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "$what did not come up" >&2
+  exit 1
+}
+
+# A redis-server on 127.0.0.1:PORT without persistence, logging to LOG, with any extra arguments;
+# its pid joins PIDS. Returns once it answers PING.
+start_redis() {
+  local port=$1 log=$2
+  shift 2
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no "$@" >"$log" 2>&1 &
+  PIDS+=($!)
+  wait_until "redis-server on $port" 50 redis-cli -p "$port" ping
+}
+
+# Returns once every URL (a node's base URL) answers /readyz.
+wait_ready() {
+  local url
+  for url in "$@"; do wait_until "$url/readyz" 100 curl -fsS "$url/readyz"; done
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -60,7 +60,7 @@ if [ ${#HEAPTRACK[@]} -gt 0 ]; then
   NODE=$(heap_node_pid "$ROLLCALL")
   PIDS+=("$NODE")
 fi
-for _ in $(seq 100); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_ready "$URL"
 BEFORE=$(rss_kib "$NODE")
 say "node $NODE on $URL: RSS before $BEFORE KiB"
 

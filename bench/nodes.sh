@@ -42,9 +42,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$REDIS_PORT" "$OUT/redis.log"
 
 URLS=() NODE_PIDS=() ARGS=()
 for i in $(seq "$NODES"); do
@@ -55,9 +53,7 @@ for i in $(seq "$NODES"); do
   PIDS+=($!) NODE_PIDS+=($!) URLS+=("http://127.0.0.1:$port")
   ARGS+=(--url "http://127.0.0.1:$port")
 done
-for url in "${URLS[@]}"; do
-  for _ in $(seq 100); do curl -fsS "$url/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-done
+wait_ready "${URLS[@]}"
 BEFORE=() CPU_BEFORE=()
 for pid in "${NODE_PIDS[@]}"; do
   BEFORE+=("$(status_kib "$pid" VmRSS)") CPU_BEFORE+=("$(cpu_ticks "$pid")")

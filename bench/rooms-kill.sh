@@ -39,10 +39,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --maxclients 10000 \
-  >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$REDIS_PORT" "$WORK/redis.log" --maxclients 10000
 
 NODE_PIDS=()
 URLS=()
@@ -53,9 +50,7 @@ for i in 1 2 3 4; do
     "$ROLLCALL" serve >"$WORK/node-$i.log" 2>&1 &
   PIDS+=($!); NODE_PIDS+=($!); URLS+=("http://127.0.0.1:$port")
 done
-for url in "${URLS[@]}"; do
-  for _ in $(seq 100); do curl -fsS "$url/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-done
+wait_ready "${URLS[@]}"
 
 swarm() { # swarm NAME SEED DISTRIBUTION CLIENTS URL...
   local name=$1 seed=$2 dist=$3 clients=$4; shift 4

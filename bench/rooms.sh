@@ -85,10 +85,7 @@ run_case() {
   case " $CASES " in *" $name "*) ;; *) return 0 ;; esac
   local redis_port node_pids=() urls=() i port
   redis_port=$(free_port)
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --maxclients 10000 \
-    >"$WORK/$name-redis.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  start_redis "$redis_port" "$WORK/$name-redis.log" --maxclients 10000
   # Every call that blocked Redis for 50 ms or more (a script blocks every other client).
   redis-cli -p "$redis_port" config set slowlog-log-slower-than 50000 >/dev/null
   redis-cli -p "$redis_port" config set slowlog-max-len 10000 >/dev/null
@@ -100,7 +97,7 @@ run_case() {
     PIDS+=($!); node_pids+=($!); urls+=(--url "http://127.0.0.1:$port")
   done
   for i in $(seq 2 2 $((2 * NODES))); do
-    for _ in $(seq 100); do curl -fsS "${urls[$((i - 1))]}/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+    wait_ready "${urls[$((i - 1))]}"
   done
   sleep 1
   redis-cli -p "$redis_port" config resetstat >/dev/null

@@ -59,13 +59,9 @@ NODE_PIDS=()
 NODE_URLS=()
 SAMPLER=
 
-start_redis() {
+fresh_redis() {
   REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --maxclients 10000 >"$WORK/redis-$REDIS_PORT.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "redis-server did not start" >&2; exit 1
+  start_redis "$REDIS_PORT" "$WORK/redis-$REDIS_PORT.log" --maxclients 10000
 }
 
 # start_nodes SYSTEM COUNT: starts the nodes and waits until each answers /api/presence.
@@ -123,7 +119,7 @@ run_case() {
   local name=$1 system=$2 nodes=$3; shift 3
   case " ${BENCH_CASES:-$name} " in *" $name "*) ;; *) return 0 ;; esac
   say "$name: $system, $nodes nodes: swarm $*"
-  start_redis
+  fresh_redis
   start_nodes "$system" "$nodes"
   sleep 2
   start_sampler "$WORK/$name.samples"

@@ -67,10 +67,7 @@ run_case() {
   wants "$name" || return 0
   local redis_port node_pids=() urls=() i port
   redis_port=$(free_port)
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --maxclients 10000 \
-    >"$WORK/$name-redis.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  start_redis "$redis_port" "$WORK/$name-redis.log" --maxclients 10000
   for i in $(seq "$NODES"); do
     port=$(free_port)
     # shellcheck disable=SC2086 # node_env is a list of VAR=value words
@@ -80,7 +77,7 @@ run_case() {
     PIDS+=($!); node_pids+=($!); urls+=(--url "http://127.0.0.1:$port")
   done
   for i in $(seq 2 2 $((2 * NODES))); do
-    for _ in $(seq 100); do curl -fsS "${urls[$((i - 1))]}/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+    wait_ready "${urls[$((i - 1))]}"
   done
   sleep 1
   redis-cli -p "$redis_port" config resetstat >/dev/null

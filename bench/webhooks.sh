@@ -125,13 +125,10 @@ xadds() {
 run_case() {
   local name=$1
   case " $CASES " in *" $name "*) ;; *) return 0 ;; esac
-  local redis_port rport node_pids=() node_ids=() urls=() url_list=() i port delay=0 extra=""
+  local redis_port rport node_pids=() node_ids=() urls=() url_list=() i port delay=0
   [ "$name" = kill ] && delay=$SLOW_MS
   redis_port=$(free_port)
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --maxclients 10000 \
-    >"$WORK/$name-redis.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  start_redis "$redis_port" "$WORK/$name-redis.log" --maxclients 10000
   rport=$(free_port)
   start_receiver "$name" "$rport" "$delay"
   for i in $(seq "$NODES"); do
@@ -144,9 +141,7 @@ run_case() {
     PIDS+=($!); node_pids+=($!); node_ids+=("hooks-$i")
     urls+=(--url "http://127.0.0.1:$port"); url_list+=("http://127.0.0.1:$port")
   done
-  for url in "${url_list[@]}"; do
-    for _ in $(seq 100); do curl -fsS "$url/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-  done
+  wait_ready "${url_list[@]}"
   watch_redis "$redis_port" "$name" &
   local watcher=$!
   PIDS+=("$watcher")
@@ -163,8 +158,6 @@ run_case() {
     [ "$(presence_users "${url_list[0]}")" = "$CLIENTS" ] && break
     sleep 0.2
   done
-  local t_connected
-  t_connected=$(now_ms)
   local args=(--produced 0)
   case $name in
     outage)
