@@ -26,6 +26,17 @@ def pct(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int(p / 100.0 * len(sorted_values)))]
 
 
+def story(events, opening, closing):
+    """One room's (or member's) events, (version, type) pairs: how many break the alternation
+    opening, closing, opening, ... in version order, and whether the last one leaves it open."""
+    events.sort()
+    breaks, want = 0, opening
+    for _, kind in events:
+        breaks += kind != want
+        want = closing if kind == opening else opening
+    return breaks, int(events[-1][1] != closing)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("events")
@@ -75,21 +86,11 @@ def main() -> None:
         else:
             members[(r["room"], r.get("user"))].append((r["version"], r["type"]))
     for events in rooms.values():
-        events.sort()
-        want = "room.occupied"
-        for _, kind in events:
-            if kind != want:
-                story_breaks += 1
-            want = "room.vacated" if kind == "room.occupied" else "room.occupied"
-        open_rooms += events[-1][1] != "room.vacated"
+        breaks, still_open = story(events, "room.occupied", "room.vacated")
+        story_breaks, open_rooms = story_breaks + breaks, open_rooms + still_open
     for events in members.values():
-        events.sort()
-        want = "member.joined"
-        for _, kind in events:
-            if kind != want:
-                story_breaks += 1
-            want = "member.left" if kind == "member.joined" else "member.joined"
-        open_members += events[-1][1] != "member.left"
+        breaks, still_open = story(events, "member.joined", "member.left")
+        story_breaks, open_members = story_breaks + breaks, open_members + still_open
 
     delays = sorted(r["recv_ms"] - r["at"] for r in firsts)
     span_s = (firsts[-1]["recv_ms"] - firsts[0]["recv_ms"]) / 1000.0 if len(firsts) > 1 else 0.0
