@@ -82,10 +82,15 @@ pub(super) fn rule(prefix: &str) -> Vec<String> {
     rule
 }
 
-async fn set_user(redis: &RedisServer, user: &str, rule: &[String]) {
+/// `ACL SETUSER user rule...`, for any server (plain, Sentinel-managed or in a cluster).
+pub(super) fn set_user_command<'a>(user: &'a str, rule: &'a [String]) -> Vec<&'a str> {
     let mut args = vec!["ACL", "SETUSER", user];
     args.extend(rule.iter().map(String::as_str));
-    redis.cmd::<()>(&args).await;
+    args
+}
+
+async fn set_user(redis: &RedisServer, user: &str, rule: &[String]) {
+    redis.cmd::<()>(&set_user_command(user, rule)).await;
 }
 
 pub(super) fn as_user(mut env: HashMap<String, String>, user: &str) -> HashMap<String, String> {

@@ -187,9 +187,7 @@ async fn a_primary_failover_inside_the_cluster_heals_every_room() {
     let mut rule = acl::rule(&prefix);
     rule.extend(acl::CLUSTER_COMMANDS.iter().map(|command| format!("+{command}")));
     for server in &cluster.servers {
-        let mut args = vec!["ACL", "SETUSER", "rollcall"];
-        args.extend(rule.iter().map(String::as_str));
-        server.cmd::<()>(&args).await;
+        server.cmd::<()>(&acl::set_user_command("rollcall", &rule)).await;
     }
     let placed = rooms_on_every_shard(&cluster, &prefix, 2).await;
     let rooms: Vec<String> = placed.iter().map(|(room, _)| room.clone()).collect();

@@ -51,9 +51,7 @@ async fn a_sentinel_failover_under_300_clients_heals_on_the_new_primary() {
     let mut rule = acl::rule(&prefix);
     rule.extend(acl::SENTINEL_COMMANDS.iter().map(|command| format!("+{command}")));
     for server in [&set.primary, &set.replica] {
-        let mut args = vec!["ACL", "SETUSER", "rollcall"];
-        args.extend(rule.iter().map(String::as_str));
-        server.cmd::<()>(&args).await;
+        server.cmd::<()>(&acl::set_user_command("rollcall", &rule)).await;
     }
     let settings = [
         ("ROLLCALL_REDIS_SENTINELS", sentinels.as_str()),
