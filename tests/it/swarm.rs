@@ -35,10 +35,7 @@ async fn run_swarm(args: &[&str]) -> (std::process::ExitStatus, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_burst_against_two_nodes_reports_exact_convergence() {
-    let redis = RedisServer::start().await;
-    let prefix = unique_prefix("swarm");
-    let a = spawn_node(Some(&redis.url()), &prefix, "a", &[]).await;
-    let b = spawn_node(Some(&redis.url()), &prefix, "b", &[]).await;
+    let (_redis, a, b) = two_nodes("swarm").await;
     let (status, report) = run_swarm(&[
         "--url",
         &a.url(),
