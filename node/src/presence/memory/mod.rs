@@ -87,7 +87,8 @@ impl State {
             entry.heartbeat = Instant::now();
             return (incarnation, false);
         }
-        self.incarnations += 1;
+        // As in Redis: never a number this node has had, even after the counter started again.
+        self.incarnations = self.incarnations.max(incarnation) + 1;
         let fresh = self.incarnations;
         self.nodes.insert(node.to_owned(), NodeEntry { incarnation: fresh, heartbeat: Instant::now() });
         (fresh, true)

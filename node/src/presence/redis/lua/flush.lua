@@ -51,7 +51,11 @@ local function global_step(gp)
   local stored = redis.call('HGET', incs, node)
   if inc == 0 or not stored or tonumber(stored) ~= inc or not redis.call('ZSCORE', nodes, node) then
     if stored then bury(node, stored) end
-    inc = redis.call('INCR', G .. ':incs')
+    -- The counter starts again after Redis lost its data, and a room group may already hold the
+    -- number this node sent (its groups run first): never hand out a number it has had.
+    local counter = G .. ':incs'
+    if inc > tonumber(redis.call('GET', counter) or '0') then redis.call('SET', counter, inc) end
+    inc = redis.call('INCR', counter)
     redis.call('HSET', incs, node, inc)
     restored, forced = 1, true
   end
@@ -97,7 +101,10 @@ local function group_step(gp)
   end
   local reaped = {}
   for _, r in ipairs(gp.reap) do
-    if tonumber(redis.call('HGET', incs, r[1]) or '-1') == tonumber(r[2]) then
+    -- The reaped incarnation or an older one: after a data loss a group can hold the number the
+    -- node sent before it was given a new one (a newer incarnation's shares are kept).
+    local held_inc = tonumber(redis.call('HGET', incs, r[1]) or '-1')
+    if held_inc >= 0 and held_inc <= tonumber(r[2]) then
       wipe(r[1])
       redis.call('HDEL', incs, r[1])
       reaped[#reaped + 1] = r[1]
